@@ -29,3 +29,35 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder {path} is absent (set COSNET_SHARED_DATA to point at it)")
     return path
+
+
+@pytest.fixture()
+def app_env(tmp_path, monkeypatch) -> Path:
+    """A fresh data directory and SQLite database for one test, migrated to the latest schema.
+
+    Returns the data directory; ``COSNET_DATABASE_URL`` points at ``<data dir>/cosnet.db``.
+    """
+    from db.engine import dispose_engines, upgrade_database
+
+    data = tmp_path / "cosnet-data"
+    data.mkdir()
+    url = f"sqlite:///{data / 'cosnet.db'}"
+    monkeypatch.setenv("COSNET_DATA_DIR", str(data))
+    monkeypatch.setenv("COSNET_DATABASE_URL", url)
+    upgrade_database(url)
+    yield data
+    dispose_engines()
+
+
+@pytest.fixture()
+def app_test(app_env):
+    """A factory of Streamlit ``AppTest`` objects for ``app.py`` over a fresh data directory.
+
+    Usage: ``at = app_test(); at.run(); at.switch_page("pages/datasets.py"); at.run()``.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def make(timeout: float = 60):
+        return AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=timeout)
+
+    return make

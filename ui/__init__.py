@@ -1,0 +1,1 @@
+"""Shared Streamlit widgets for the pages (thin; logic lives in cosnet_core, db and jobs)."""

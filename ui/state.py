@@ -1,0 +1,77 @@
+"""App-wide state shared by the pages: the database (migrated once per process) and the active dataset.
+
+Pages call :func:`database` for a ready engine URL and :func:`active_version_id` for the dataset version
+the sidebar selected. Nothing here does heavy work: migrations run once per process through
+``st.cache_resource``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+from sqlalchemy import select
+
+from db import database_url, session_scope, upgrade_database
+from db.models import Dataset, DatasetVersion
+
+ACTIVE_VERSION_KEY = "active_dataset_version_id"
+
+
+@st.cache_resource(show_spinner="Preparing the database…")
+def _migrated(url: str) -> str:
+    upgrade_database(url)
+    return url
+
+
+def database() -> str:
+    """The database URL, upgraded to the latest schema (``alembic upgrade head``) once per process."""
+    return _migrated(database_url())
+
+
+@dataclass(frozen=True)
+class VersionChoice:
+    """One selectable dataset version in the sidebar."""
+
+    version_id: int
+    label: str
+
+
+def version_choices(url: str) -> list[VersionChoice]:
+    """Every dataset version visible to the current user, newest dataset first."""
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Dataset.name, DatasetVersion.id, DatasetVersion.number, DatasetVersion.n_kept)
+            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+            .order_by(Dataset.id.desc(), DatasetVersion.number.desc())
+        ).all()
+    return [VersionChoice(vid, f"{name} · v{number} ({kept} rows)") for name, vid, number, kept in rows]
+
+
+def active_version_id() -> int | None:
+    """The dataset version chosen in the sidebar, or None when there is none yet."""
+    return st.session_state.get(ACTIVE_VERSION_KEY)
+
+
+def set_active_version(version_id: int | None) -> None:
+    """Make ``version_id`` the active dataset version (e.g. right after an import)."""
+    st.session_state[ACTIVE_VERSION_KEY] = version_id
+
+
+def dataset_sidebar(url: str) -> None:
+    """The sidebar picker of the active dataset version."""
+    choices = version_choices(url)
+    with st.sidebar:
+        st.markdown("**Active dataset**")
+        if not choices:
+            st.caption("No dataset yet. Import one on the Datasets page.")
+            set_active_version(None)
+            return
+        ids = [c.version_id for c in choices]
+        labels = {c.version_id: c.label for c in choices}
+        current = active_version_id()
+        index = ids.index(current) if current in ids else 0
+        chosen = st.selectbox(
+            "Dataset version", ids, index=index, format_func=labels.__getitem__, label_visibility="collapsed"
+        )
+        set_active_version(chosen)
