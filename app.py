@@ -6,11 +6,13 @@ Datasets -> Structures -> Training -> Results -> Predict.
 
 import streamlit as st
 
+from ui.auth import login_gate, sidebar_identity
 from ui.state import database, dataset_sidebar
 
 st.set_page_config(page_title="COSNet Studio", page_icon="🧪", layout="wide")
 
 url = database()
+user = login_gate(url)  # with authentication configured, nothing below runs until someone logs in
 
 pages = [
     st.Page("pages/datasets.py", title="Datasets", icon="📄", default=True),
@@ -19,7 +21,9 @@ pages = [
     st.Page("pages/results.py", title="Results", icon="📊"),
     st.Page("pages/predict.py", title="Predict", icon="🔮"),
 ]
+if user.is_admin and user.mode == "accounts":
+    pages.append(st.Page("pages/admin.py", title="Admin", icon="🔑"))
 navigation = st.navigation(pages)
-dataset_sidebar(url)
-st.sidebar.caption("Single-user mode on this computer: no login is configured.")
+dataset_sidebar(url, user.username, user.is_admin)
+sidebar_identity(user)
 navigation.run()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from db import database_url, session_scope, upgrade_database
 from db.models import Dataset, DatasetVersion
@@ -37,12 +37,20 @@ class VersionChoice:
     label: str
 
 
-def version_choices(url: str) -> list[VersionChoice]:
-    """Every dataset version visible to the current user, newest dataset first."""
+def visible_datasets_clause(username: str, is_admin: bool):
+    """SQL condition for the datasets a user may see: their own and the lab's shared ones (admins: all)."""
+    if is_admin:
+        return True
+    return or_(Dataset.owner == username, Dataset.shared.is_(True))
+
+
+def version_choices(url: str, username: str = "local", is_admin: bool = True) -> list[VersionChoice]:
+    """Every dataset version visible to the user, newest dataset first."""
     with session_scope(url) as session:
         rows = session.execute(
             select(Dataset.name, DatasetVersion.id, DatasetVersion.number, DatasetVersion.n_kept)
             .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+            .where(visible_datasets_clause(username, is_admin))
             .order_by(Dataset.id.desc(), DatasetVersion.number.desc())
         ).all()
     return [VersionChoice(vid, f"{name} · v{number} ({kept} rows)") for name, vid, number, kept in rows]
@@ -58,9 +66,9 @@ def set_active_version(version_id: int | None) -> None:
     st.session_state[ACTIVE_VERSION_KEY] = version_id
 
 
-def dataset_sidebar(url: str) -> None:
-    """The sidebar picker of the active dataset version."""
-    choices = version_choices(url)
+def dataset_sidebar(url: str, username: str = "local", is_admin: bool = True) -> None:
+    """The sidebar picker of the active dataset version (only versions the user may see)."""
+    choices = version_choices(url, username, is_admin)
     with st.sidebar:
         st.markdown("**Active dataset**")
         if not choices:

@@ -1,0 +1,119 @@
+"""Who is using the app: single-user on localhost, built-in accounts, or OpenID Connect.
+
+``COSNET_AUTH`` chooses the mode:
+
+* ``none`` (default): one user, ``local``, for the scientist running the app on their own computer.
+  The sidebar says so. Do not expose such an instance on a network.
+* ``accounts``: built-in accounts (Argon2id hashes in the database, see ``db/users.py``); an administrator
+  creates the users on the Admin page.
+* ``oidc``: Streamlit's built-in OpenID Connect login (``st.login``) against the lab's identity provider,
+  configured in ``.streamlit/secrets.toml`` under ``[auth]``. ``COSNET_ADMINS`` lists the administrators'
+  e-mail addresses (comma-separated).
+
+With authentication configured, :func:`login_gate` stops every script run until someone has logged in, so no
+page and no data is reachable without a login.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import streamlit as st
+
+from db.users import authenticate, bootstrap_admin_from_environment
+
+AUTH_ENV = "COSNET_AUTH"
+AUTH_MODES = ("none", "accounts", "oidc")
+_SESSION_USER = "cosnet_user"
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The person behind this browser session."""
+
+    username: str
+    is_admin: bool
+    mode: str
+
+
+def auth_mode() -> str:
+    """The configured authentication mode (``none`` when unset or unknown values are refused)."""
+    mode = os.environ.get(AUTH_ENV, "none").strip().lower() or "none"
+    if mode not in AUTH_MODES:
+        raise RuntimeError(f"{AUTH_ENV}={mode!r} is not one of {', '.join(AUTH_MODES)}.")
+    return mode
+
+
+def _oidc_user() -> CurrentUser | None:
+    if not st.user.is_logged_in:
+        return None
+    name = st.user.get("email") or st.user.get("sub") or "unknown"
+    admins = {a.strip().lower() for a in os.environ.get("COSNET_ADMINS", "").split(",") if a.strip()}
+    return CurrentUser(str(name), str(name).lower() in admins, "oidc")
+
+
+def current_user() -> CurrentUser | None:
+    """The logged-in user, ``local`` in single-user mode, or None when nobody has logged in yet."""
+    mode = auth_mode()
+    if mode == "none":
+        return CurrentUser("local", True, "none")
+    if mode == "oidc":
+        return _oidc_user()
+    return st.session_state.get(_SESSION_USER)
+
+
+def current_username() -> str:
+    """The name recorded as reviewer/creator in provenance (``local`` in single-user mode)."""
+    user = current_user()
+    return user.username if user else "anonymous"
+
+
+def _accounts_login_form(url: str) -> None:
+    bootstrap_admin_from_environment(url)
+    st.title("COSNet Studio")
+    st.write("This COSNet Studio instance is shared by a lab. Log in with the account your administrator made.")
+    with st.form("login"):
+        username = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Log in")
+    if submitted:
+        user = authenticate(username, password, url=url)
+        if user is None:
+            st.error("Unknown user name or wrong password.")
+        else:
+            st.session_state[_SESSION_USER] = CurrentUser(user.username, user.is_admin, "accounts")
+            st.rerun()
+
+
+def login_gate(url: str) -> CurrentUser:
+    """Return the current user, or show the login screen and stop the script run when nobody is logged in."""
+    user = current_user()
+    if user is not None:
+        return user
+    if auth_mode() == "oidc":
+        st.title("COSNet Studio")
+        st.write("Log in with your lab's identity provider to reach the datasets and models.")
+        st.button("Log in", on_click=st.login, type="primary")
+    else:
+        _accounts_login_form(url)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def logout() -> None:
+    """End this browser session's login."""
+    if auth_mode() == "oidc":
+        st.logout()
+    st.session_state.pop(_SESSION_USER, None)
+
+
+def sidebar_identity(user: CurrentUser) -> None:
+    """Say in the sidebar who is logged in, or that this is a single-user instance."""
+    if user.mode == "none":
+        st.sidebar.caption("Single-user mode on this computer: no login is configured.")
+        return
+    st.sidebar.caption(f"Logged in as {user.username}{' (administrator)' if user.is_admin else ''}.")
+    if st.sidebar.button("Log out"):
+        logout()
+        st.rerun()
