@@ -1,11 +1,148 @@
-"""Results: error tables (Table 1), parity plots, modality weights (Figure 3) and alignment (Table 2)."""
+"""Results: did structure help, and where? Table 1, parity plots, w_C (Figure 3), alignment (Table 2), Figure 2."""
 
+import pandas as pd
 import streamlit as st
 
-st.title("Results")
-st.write(
-    "Compare composition-only and bimodal learning on held-out rows: mean absolute errors over seeds, "
-    "parity plots, per-sample composition weights and the representation-alignment score."
+from cosnet_core.report import MODE_LABELS, figure2, per_sample, table1
+from db.results import list_studies, study_epochs, study_predictions, study_runs
+from ui.results_view import (
+    composition_weight_chart,
+    figure2_chart,
+    parity_chart,
+    residual_histogram,
+    training_curves,
 )
-st.info("No study has finished yet. Launch one on the Training page.")
-st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+from ui.state import database
+
+STUDY_KEY = "results_study_id"
+
+url = database()
+st.title("Results")
+
+studies = list_studies(url)
+if not studies:
+    st.info("No study has been launched yet. Launch one on the Training page; its results appear here.")
+    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.stop()
+
+by_id = {s.id: s for s in studies}
+wanted = st.query_params.get("study") or st.session_state.get(STUDY_KEY)
+ids = list(by_id)
+default = ids.index(int(wanted)) if wanted and str(wanted).isdigit() and int(wanted) in by_id else 0
+study_id = st.selectbox("Study", ids, index=default, format_func=lambda i: by_id[i].label)
+st.session_state[STUDY_KEY] = study_id
+study = by_id[study_id]
+st.caption(
+    f"Dataset {study.dataset} v{study.dataset_version} · modes {', '.join(study.modes)} · "
+    f"seeds {', '.join(map(str, study.seeds))} · launched by {study.created_by} · status {study.status}"
+)
+
+
+@st.cache_data(show_spinner="Loading predictions…", max_entries=8)
+def _load(study_id: int, status: str, db_url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return study_predictions(study_id, db_url), study_epochs(study_id, db_url), study_runs(study_id, db_url)
+
+
+predictions, epochs, runs = _load(study_id, study.status, url)
+if predictions.empty:
+    st.info("No run of this study has finished yet. Progress is shown on the Training page.")
+    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.stop()
+target = study.target_label
+
+st.header("Table 1: test error by mode")
+t1 = table1(predictions)
+st.dataframe(t1.display(), width="stretch")
+st.caption(
+    f"Mean absolute error on the test split ({target}), mean ± standard deviation over seeds. ★ marks the best mode "
+    "of each row; † marks a difference from composition-only learning larger than the sum of the two standard "
+    "deviations (the paper's significance criterion). Look at the w/o-structure row: a lower error there means "
+    "structures helped rows that have none."
+)
+
+st.header("Predictions per sample")
+modes = [m for m in study.modes if m in set(predictions["mode"])]
+mode = st.selectbox(
+    "Model", modes, index=modes.index("bimodal-aug") if "bimodal-aug" in modes else 0,
+    format_func=lambda m: MODE_LABELS.get(m, m),
+)
+samples = per_sample(predictions, mode)
+
+filters = st.columns(4)
+splits = filters[0].multiselect("Split", ["train", "val", "test"], default=["test"])
+has_structure = filters[1].selectbox("Rows", ["all rows", "with structure", "without structure"])
+formula_text = filters[2].text_input("Formula contains")
+min_error = filters[3].number_input(f"|error| at least ({target})", min_value=0.0, value=0.0)
+shown = samples[samples["split"].isin(splits) & (samples["abs_error"] >= min_error)]
+if has_structure != "all rows":
+    shown = shown[shown["has_structure"] == (has_structure == "with structure")]
+if formula_text:
+    shown = shown[shown["formula"].str.contains(formula_text, case=False, regex=False, na=False)]
+
+left, right = st.columns(2)
+if shown.empty:
+    st.info("No row matches these filters.")
+else:
+    left.altair_chart(parity_chart(shown, target), width="stretch")
+    left.caption("Points near the dashed line are well predicted; compare red (with structure) and blue points.")
+    right.altair_chart(residual_histogram(shown, target), width="stretch")
+    right.caption("A narrow histogram centred on zero means small, unbiased errors.")
+
+table_columns = {
+    "id": "id", "formula": "formula", "split": "split", "target": "measured", "prediction": "predicted",
+    "prediction_std": "ensemble std", "error": "error", "w_c": "w_C", "has_structure": "has structure",
+    "structure_ref": "structure id", "structure_source": "structure source", "n_seeds": "seeds",
+}
+table = shown[[c for c in table_columns if c in shown.columns]].rename(columns=table_columns)
+st.dataframe(table, hide_index=True, width="stretch")
+st.download_button(
+    "Download these rows as CSV", table.to_csv(index=False).encode(), file_name=f"study-{study_id}-{mode}.csv",
+    mime="text/csv",
+)
+
+st.header("Figure 3: composition weight of rows with a structure")
+bimodal = predictions[
+    predictions["mode"].isin(["bimodal-aug", "bimodal"]) & predictions["has_structure"]
+    & (predictions["split"] == "test") & predictions["structure_fraction"].isna()
+]
+if bimodal.empty:
+    st.info("Figure 3 needs a bimodal mode and test rows with a structure.")
+else:
+    weights = bimodal.groupby(["mode", "entry_id"], as_index=False)["w_c"].mean()
+    st.altair_chart(composition_weight_chart(weights), width="stretch")
+    st.caption(
+        "Rows without a structure always have w_C = 1. For rows with one, a w_C far below 0.5 means the model leans "
+        "on the structure network; the paper finds augmentation keeps w_C higher."
+    )
+
+st.header("Table 2: alignment of the composition representation")
+alignment = study.results.get("table2") or {}
+if alignment:
+    rows = [
+        {"model": MODE_LABELS.get(m, m), "R² (C → volume per atom)": f"{v['r2_mean']:.3f} ± {v['r2_std']:.3f}",
+         "test rows with a structure": v.get("n")}
+        for m, v in alignment.items()
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        "Cross-validated R² of a linear regression from the composition representation C to the volume per atom, "
+        "over test rows with a structure. Higher means C carries more structural information."
+    )
+else:
+    st.info("The alignment score is computed when all runs of the study have finished.")
+
+fig2 = figure2(predictions)
+if not fig2.empty:
+    st.header("Figure 2: error against the share of structures")
+    st.altair_chart(figure2_chart(fig2, target), width="stretch")
+    st.caption("Each point hides the structures of a random share of rows; falling lines mean structures help.")
+
+st.header("Training curves and provenance")
+if not epochs.empty:
+    st.altair_chart(training_curves(epochs, target), width="stretch")
+    st.caption("The checkpoint kept for each run is its epoch with the lowest validation MAE.")
+st.dataframe(runs.drop(columns=["hyper-parameters", "artifact", "representations"]), hide_index=True)
+with st.expander("Hyper-parameters of each run"):
+    for record in runs.itertuples():
+        st.write(f"Run {record.run} ({record.mode}, seed {record.seed})")
+        st.json(runs.loc[record.Index, "hyper-parameters"], expanded=False)

@@ -61,3 +61,28 @@ def app_test(app_env):
         return AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=timeout)
 
     return make
+
+
+@pytest.fixture()
+def downloads(monkeypatch):
+    """Capture what ``st.download_button`` offers in AppTest runs.
+
+    Returns a function ``read(button) -> bytes`` giving the file behind an AppTest download button.
+    """
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    captured: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        captured[file_id] = self._files_by_id[file_id].content
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+
+    def read(button) -> bytes:
+        file_id = os.path.splitext(os.path.basename(button.proto.url))[0]
+        return captured[file_id]
+
+    return read

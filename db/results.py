@@ -1,0 +1,176 @@
+"""Read-only queries behind the Results and Predict pages: studies, their runs, predictions and curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from db.engine import get_engine, session_scope
+from db.models import (
+    Dataset,
+    DatasetVersion,
+    Entry,
+    EpochMetric,
+    ModelArtifact,
+    Prediction,
+    Run,
+    Structure,
+    Study,
+)
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What the Results page shows about a study before its numbers."""
+
+    id: int
+    name: str
+    status: str
+    dataset: str
+    dataset_version: int
+    dataset_version_id: int
+    modes: list[Any]
+    seeds: list[Any]
+    config: dict[str, Any]
+    results: dict[str, Any]
+    created_by: str
+    created_at: Any
+    finished_at: Any
+    target_label: str = "target"
+
+    @property
+    def label(self) -> str:
+        """How the study is named in a picker."""
+        return f"#{self.id} {self.name} · {self.dataset} v{self.dataset_version} · {self.status}"
+
+
+def target_label(version: DatasetVersion) -> str:
+    """The target with its unit as an axis title, e.g. ``Ionic conductivity (log10 S/cm)``."""
+    name = version.target_name or "target"
+    unit = version.target_unit or ""
+    if version.target_transform == "log10":
+        unit = f"log10 {unit}".strip()
+    return f"{name} ({unit})" if unit else name
+
+
+def list_studies(url: str | None = None, version_id: int | None = None) -> list[StudyInfo]:
+    """Studies, newest first (only those on ``version_id`` when given)."""
+    query = (
+        select(Study, Dataset.name, DatasetVersion)
+        .join(DatasetVersion, Study.dataset_version_id == DatasetVersion.id)
+        .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+        .order_by(Study.id.desc())
+    )
+    if version_id is not None:
+        query = query.where(Study.dataset_version_id == version_id)
+    with session_scope(url) as session:
+        return [
+            StudyInfo(
+                id=study.id, name=study.name, status=study.status, dataset=name, dataset_version=version.number,
+                dataset_version_id=study.dataset_version_id, modes=list(study.modes), seeds=list(study.seeds),
+                config=dict(study.config), results=dict(study.results), created_by=study.created_by,
+                created_at=study.created_at, finished_at=study.finished_at, target_label=target_label(version),
+            )
+            for study, name, version in session.execute(query)
+        ]
+
+
+def study_predictions(study_id: int, url: str | None = None) -> pd.DataFrame:
+    """The prediction table of a study (see :mod:`cosnet_core.report`): one row per (run, entry), with the
+    entry's formula, id and row number and the structure's source and external id."""
+    query = (
+        select(
+            Prediction.run_id, Run.mode, Run.seed, Run.structure_fraction, Prediction.entry_id,
+            Prediction.split, Prediction.target, Prediction.value.label("prediction"),
+            Prediction.composition_weight.label("w_c"), Prediction.has_structure,
+            Entry.raw_formula.label("formula"), Entry.composition, Entry.external_id.label("id"),
+            Entry.row_number, Prediction.structure_id, Structure.source.label("structure_source"),
+            Structure.external_id.label("structure_ref"),
+        )
+        .join(Run, Prediction.run_id == Run.id)
+        .join(Entry, Prediction.entry_id == Entry.id)
+        .outerjoin(Structure, Prediction.structure_id == Structure.id)
+        .where(Run.study_id == study_id, Run.status == "succeeded")
+        .order_by(Prediction.run_id, Prediction.entry_id)
+    )
+    with get_engine(url).connect() as connection:
+        frame = pd.read_sql(query, connection)
+    frame["has_structure"] = frame["has_structure"].astype(bool)
+    frame["structure_fraction"] = frame["structure_fraction"].astype(float)
+    return frame
+
+
+def study_epochs(study_id: int, url: str | None = None) -> pd.DataFrame:
+    """Per-epoch training curves of every run of a study."""
+    query = (
+        select(EpochMetric.run_id, Run.mode, Run.seed, EpochMetric.epoch, EpochMetric.train_loss,
+               EpochMetric.val_mae, EpochMetric.seconds)
+        .join(Run, EpochMetric.run_id == Run.id)
+        .where(Run.study_id == study_id)
+        .order_by(EpochMetric.run_id, EpochMetric.epoch)
+    )
+    with get_engine(url).connect() as connection:
+        return pd.read_sql(query, connection)
+
+
+def study_runs(study_id: int, url: str | None = None) -> pd.DataFrame:
+    """Provenance of every run of a study: mode, seed, status, device, timings, hyper-parameters, versions."""
+    with session_scope(url) as session:
+        runs = session.scalars(select(Run).where(Run.study_id == study_id).order_by(Run.id)).all()
+        version = {}
+        records = []
+        for run in runs:
+            if run.dataset_version_id not in version:
+                dv = session.get(DatasetVersion, run.dataset_version_id)
+                version[run.dataset_version_id] = f"{dv.dataset.name} v{dv.number}"
+            artifact = run.artifact
+            records.append({
+                "run": run.id, "mode": run.mode, "seed": run.seed, "structure fraction": run.structure_fraction,
+                "status": run.status, "device": run.device, "epochs": f"{run.epochs_done}/{run.n_epochs}",
+                "best epoch": run.best_epoch, "best val MAE": run.best_val_mae,
+                "duration (s)": run.duration_s, "dataset version": version[run.dataset_version_id],
+                "structures used": len(run.structure_decisions or {}),
+                "hyper-parameters": {k: run.config[k] for k in sorted(run.config)} if run.config else {},
+                "code version": run.code_version, "error": run.error,
+                "artifact": artifact.path if artifact else None,
+                "representations": artifact.representations_path if artifact else None,
+            })
+    return pd.DataFrame(records)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A trained model the Predict page can use: one run's artifact, or all seeds of one mode of a study."""
+
+    label: str
+    paths: tuple[str, ...]
+    mode: str
+
+
+def model_choices(url: str | None = None) -> list[ModelChoice]:
+    """Seed ensembles (one per study and mode) first, then single runs, newest first."""
+    query = (
+        select(Study.id, Study.name, Run.id, Run.mode, Run.seed, ModelArtifact.path)
+        .join(Run, ModelArtifact.run_id == Run.id)
+        .join(Study, Run.study_id == Study.id, isouter=True)
+        .where(Run.status == "succeeded", Run.structure_fraction.is_(None))
+        .order_by(Run.id.desc())
+    )
+    with session_scope(url) as session:
+        rows = session.execute(query).all()
+    ensembles: dict[tuple[int, str], list[str]] = {}
+    names: dict[int, str] = {}
+    singles = []
+    for study_id, study_name, run_id, mode, seed, path in rows:
+        singles.append(ModelChoice(f"run {run_id}: {mode}, seed {seed}", (path,), mode))
+        if study_id is not None:
+            ensembles.setdefault((study_id, mode), []).append(path)
+            names[study_id] = study_name
+    choices = [
+        ModelChoice(f"study {sid} '{names[sid]}': {mode}, ensemble of {len(paths)} seeds", tuple(sorted(paths)), mode)
+        for (sid, mode), paths in ensembles.items() if len(paths) > 1
+    ]
+    return choices + singles

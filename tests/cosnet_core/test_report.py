@@ -1,0 +1,74 @@
+"""Table 1, per-sample ensembles and Figure 2 from a hand-made prediction table with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cosnet_core.report import figure2, per_sample, table1
+
+
+def _table() -> pd.DataFrame:
+    # entries 1,2 have a structure, 3,4 do not; entry 5 is in the training split and must be ignored.
+    targets = {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 9.0}
+    errors = {  # (mode, seed) -> absolute error per entry (sign alternates)
+        ("composition", 0): [0.4, 0.4, 0.2, 0.2, 5.0],
+        ("composition", 1): [0.6, 0.6, 0.4, 0.4, 5.0],
+        ("bimodal-aug", 0): [0.1, 0.1, 0.2, 0.2, 5.0],
+        ("bimodal-aug", 1): [0.1, 0.1, 0.2, 0.2, 5.0],
+    }
+    rows = []
+    for run_id, ((mode, seed), errs) in enumerate(errors.items(), start=1):
+        for (entry, target), err in zip(targets.items(), errs, strict=True):
+            sign = 1 if entry % 2 else -1
+            rows.append({
+                "run_id": run_id, "mode": mode, "seed": seed, "entry_id": entry,
+                "split": "train" if entry == 5 else "test", "target": target, "prediction": target + sign * err,
+                "w_c": 1.0 if entry in (3, 4, 5) else 0.25 * (seed + 1), "has_structure": entry in (1, 2),
+                "formula": f"X{entry}", "structure_fraction": np.nan,
+            })
+    return pd.DataFrame(rows)
+
+
+def test_table1_mean_std_best_and_significance():
+    long = table1(_table()).long.set_index(["subset", "mode"])
+    # composition: seed MAEs over all test rows 0.3 and 0.5 -> mean 0.4, sample std 0.1414
+    assert long.loc[("all", "composition"), "mae_mean"] == pytest.approx(0.4)
+    assert long.loc[("all", "composition"), "mae_std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+    assert long.loc[("with_structure", "composition"), "mae_mean"] == pytest.approx(0.5)
+    assert long.loc[("without_structure", "composition"), "mae_mean"] == pytest.approx(0.3)
+    assert long.loc[("all", "bimodal-aug"), "mae_mean"] == pytest.approx(0.15)
+    assert long.loc[("all", "bimodal-aug"), "mae_std"] == pytest.approx(0.0)
+    assert long.loc[("with_structure", "bimodal-aug"), "n"] == 2
+    assert long.loc[("all", "bimodal-aug"), "best"] and not long.loc[("all", "composition"), "best"]
+    # 0.4 - 0.15 = 0.25 > 0.1414 + 0 -> significant; without structure: 0.3±0.1414 vs 0.2±0 -> not
+    assert long.loc[("all", "bimodal-aug"), "significant_vs_composition"] is True
+    assert long.loc[("without_structure", "bimodal-aug"), "significant_vs_composition"] is False
+    shown = table1(_table()).display()
+    assert shown.loc["complete", "bimodal with augmentation"] == "0.150 ± 0.000 ★ †"
+    assert shown.loc["complete", "test rows"] == 4
+
+
+def test_per_sample_ensemble_mean_std_and_weights():
+    table = per_sample(_table(), "composition").set_index("entry_id")
+    assert list(table.index) == [1, 2, 3, 4, 5]
+    # entry 1: predictions 1.4 and 1.6 -> mean 1.5, population std 0.1
+    assert table.loc[1, "prediction"] == pytest.approx(1.5)
+    assert table.loc[1, "prediction_std"] == pytest.approx(0.1)
+    assert table.loc[1, "error"] == pytest.approx(0.5)
+    assert table.loc[2, "abs_error"] == pytest.approx(0.5)
+    assert table.loc[1, "w_c"] == pytest.approx(0.375) and table.loc[3, "w_c"] == 1.0
+    assert table.loc[1, "formula"] == "X1" and table.loc[1, "n_seeds"] == 2
+
+
+def test_figure2_groups_by_fraction_and_ignores_protocol_runs():
+    base = _table()
+    assert figure2(base).empty
+    extra = base[base["mode"] == "composition"].copy()
+    extra["structure_fraction"] = 0.5
+    extra["run_id"] += 10
+    frame = figure2(pd.concat([base, extra]))
+    assert frame[["mode", "structure_fraction"]].values.tolist() == [["composition", 0.5]]
+    assert frame["mae_mean"].iloc[0] == pytest.approx(0.4)
+    # the experiment's runs do not leak into Table 1
+    assert table1(pd.concat([base, extra])).long.set_index(["subset", "mode"]).loc[
+        ("all", "composition"), "n_seeds"] == 2

@@ -1,0 +1,54 @@
+"""The Results page shows Table 1 computed from the stored predictions, filters its table and exports CSV."""
+
+import io
+
+import pandas as pd
+import pytest
+
+from cosnet_core.report import table1
+from db.results import study_predictions
+from tests.pages.results_fixtures import store_study
+
+
+@pytest.fixture()
+def results_page(app_test):
+    study_id = store_study(n_entries=12)
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at, study_id
+
+
+def test_table1_on_the_page_equals_the_numbers_from_stored_predictions(results_page):
+    at, study_id = results_page
+    shown = at.dataframe[0].value
+    expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"])
+    cell = shown.loc["complete", "bimodal with augmentation"]
+    mean, std = (float(x) for x in cell.split(" ")[0:3:2])
+    assert mean == pytest.approx(expected.loc[("all", "bimodal-aug"), "mae_mean"], abs=5e-4)
+    assert std == pytest.approx(expected.loc[("all", "bimodal-aug"), "mae_std"], abs=5e-4)
+    assert shown.loc["w/ structure", "test rows"] == expected.loc[("with_structure", "composition"), "n"]
+
+
+def test_filters_change_the_table_and_download_has_one_row_per_test_entry(downloads, results_page):
+    at, study_id = results_page
+    table = at.dataframe[1].value
+    assert set(table["split"]) == {"test"} and len(table) == 4  # rows 8..11 of 12 are test
+    downloaded = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
+    assert sorted(downloaded["id"]) == ["r10", "r11", "r8", "r9"]
+    assert list(downloaded.columns[:5]) == ["id", "formula", "split", "measured", "predicted"]
+    rows_filter = next(s for s in at.selectbox if s.label == "Rows")
+    rows_filter.set_value("with structure").run()
+    filtered = at.dataframe[1].value
+    assert len(filtered) == 1 and bool(filtered["has structure"].iloc[0])
+    at.multiselect[0].set_value(["train", "val", "test"]).run()
+    assert len(at.dataframe[1].value) == 4  # rows 0,3,6,9 have a structure
+
+
+def test_empty_state_without_studies(app_test):
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception
+    assert "No study has been launched yet" in at.info[0].value

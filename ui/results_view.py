@@ -1,0 +1,106 @@
+"""Altair charts of the Results page. Each has a title and axis titles with units; the page adds a caption."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from cosnet_core.report import MODE_LABELS
+
+STRUCTURE_COLOURS = alt.Scale(domain=["with structure", "without structure"], range=["#d62728", "#1f77b4"])
+
+
+def _structure_label(frame: pd.DataFrame) -> pd.Series:
+    return frame["has_structure"].map({True: "with structure", False: "without structure"})
+
+
+def parity_chart(samples: pd.DataFrame, target_label: str) -> alt.LayerChart:
+    """Predicted against measured values, coloured by whether the row has a structure, with the y = x line."""
+    data = samples.assign(structure=_structure_label(samples))
+    low = float(min(data["target"].min(), data["prediction"].min()))
+    high = float(max(data["target"].max(), data["prediction"].max()))
+    points = (
+        alt.Chart(data)
+        .mark_circle(size=40, opacity=0.7)
+        .encode(
+            x=alt.X("target:Q", title=f"Measured {target_label}", scale=alt.Scale(domain=[low, high])),
+            y=alt.Y("prediction:Q", title=f"Predicted {target_label}", scale=alt.Scale(domain=[low, high])),
+            color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
+            tooltip=[
+                alt.Tooltip("formula:N", title="formula"),
+                alt.Tooltip("id:N", title="id"),
+                alt.Tooltip("target:Q", format=".3f", title="measured"),
+                alt.Tooltip("prediction:Q", format=".3f", title="predicted"),
+                alt.Tooltip("prediction_std:Q", format=".3f", title="ensemble std"),
+                alt.Tooltip("error:Q", format=".3f", title="error"),
+                alt.Tooltip("w_c:Q", format=".2f", title="w_C"),
+            ],
+        )
+    )
+    diagonal = alt.Chart(pd.DataFrame({"v": [low, high]})).mark_line(color="grey", strokeDash=[4, 4]).encode(
+        x="v:Q", y="v:Q"
+    )
+    return (diagonal + points).properties(title="Parity plot: predicted vs measured", height=420)
+
+
+def residual_histogram(samples: pd.DataFrame, target_label: str) -> alt.Chart:
+    """Histogram of prediction errors (predicted - measured), stacked by structure availability."""
+    data = samples.assign(structure=_structure_label(samples))
+    return (
+        alt.Chart(data)
+        .mark_bar(opacity=0.8)
+        .encode(
+            x=alt.X("error:Q", bin=alt.Bin(maxbins=40), title=f"Error, predicted − measured ({target_label})"),
+            y=alt.Y("count():Q", title="Rows"),
+            color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
+        )
+        .properties(title="Residuals", height=260)
+    )
+
+
+def composition_weight_chart(weights: pd.DataFrame) -> alt.Chart:
+    """Figure 3: distribution of w_C over rows that have a structure, one colour per bimodal mode."""
+    data = weights.assign(model=weights["mode"].map(MODE_LABELS).fillna(weights["mode"]))
+    return (
+        alt.Chart(data)
+        .mark_bar(opacity=0.6)
+        .encode(
+            x=alt.X("w_c:Q", bin=alt.Bin(extent=[0, 1], step=0.05), title="Composition weight w_C (dimensionless)"),
+            y=alt.Y("count():Q", stack=None, title="Rows with a structure"),
+            color=alt.Color("model:N", title="Model"),
+        )
+        .properties(title="Figure 3: composition weight w_C of rows with a structure", height=260)
+    )
+
+
+def training_curves(epochs: pd.DataFrame, target_label: str) -> alt.Chart:
+    """Validation MAE per epoch, one line per run."""
+    data = epochs.assign(run=epochs["mode"] + " · seed " + epochs["seed"].astype(str))
+    return (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            x=alt.X("epoch:Q", title="Epoch"),
+            y=alt.Y("val_mae:Q", title=f"Validation MAE ({target_label})"),
+            color=alt.Color("run:N", title="Run"),
+            tooltip=["run", "epoch", alt.Tooltip("val_mae:Q", format=".3f"), alt.Tooltip("train_loss:Q", format=".3f")],
+        )
+        .properties(title="Training curves: validation MAE per epoch", height=260)
+    )
+
+
+def figure2_chart(frame: pd.DataFrame, target_label: str) -> alt.LayerChart:
+    """Figure 2: test MAE against the share of rows that kept their structure, with ± std error bars."""
+    data = frame.assign(
+        model=frame["mode"].map(MODE_LABELS).fillna(frame["mode"]),
+        percent=frame["structure_fraction"] * 100,
+        low=frame["mae_mean"] - frame["mae_std"],
+        high=frame["mae_mean"] + frame["mae_std"],
+    )
+    base = alt.Chart(data).encode(
+        x=alt.X("percent:Q", title="Rows with a structure (% of those that have one)"),
+        color=alt.Color("model:N", title="Model"),
+    )
+    line = base.mark_line(point=True).encode(y=alt.Y("mae_mean:Q", title=f"Test MAE ({target_label})"))
+    bars = base.mark_errorbar().encode(y="low:Q", y2="high:Q")
+    return (line + bars).properties(title="Figure 2: test MAE vs share of structures", height=300)
