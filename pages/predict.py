@@ -1,11 +1,127 @@
-"""Predict: use a trained model or a seed ensemble on new compositions (with or without structures)."""
+"""Predict: a trained model or a study's seed ensemble on new compositions, with or without structures."""
 
+import pandas as pd
 import streamlit as st
+from pymatgen.core import Structure as PmgStructure
+from sqlalchemy import select
 
+from cosnet_core.composition import FormulaError, parse_formula
+from cosnet_core.data import Sample
+from cosnet_core.embeddings import load_element_embedding
+from cosnet_core.ingest import IngestError
+from cosnet_core.structure import StructureError, load_structure
+from db.engine import session_scope
+from db.models import Structure
+from db.results import model_choices
+from ui.predict_view import TableError, batch_result, load_models, predict_in_chunks, read_batch
+from ui.state import database
+from ui.structure_viewer import structure_viewer
+
+url = database()
 st.title("Predict")
-st.write(
-    "Predict the property of new materials from their formula, optionally with a crystal structure, using a "
-    "trained model or the ensemble of a study's seeds (mean and spread)."
+
+choices = model_choices(url)
+if not choices:
+    st.info("No trained model yet. Train a study on the Training page; its models appear here.")
+    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.stop()
+
+labels = {c.label: c for c in choices}
+choice = labels[st.selectbox("Model", list(labels), help="A study's ensemble gives a mean and a spread over seeds.")]
+ensemble = load_models(choice.paths)
+uses_structures = choice.mode != "composition"
+embedding_name = ensemble.members[0].config.embedding
+st.caption(
+    f"{len(ensemble.members)} model(s) in {choice.mode} mode. "
+    + ("Structures are used when given." if uses_structures else "This model uses compositions only.")
 )
-st.info("No trained model yet. Train one on the Training page first.")
-st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+
+single, batch = st.tabs(["One material", "A table of materials"])
+
+with single:
+    formula = st.text_input("Formula", placeholder="e.g. Li7La3Zr2O12 or (Li2S)0.75(P2S5)0.25")
+    structure: PmgStructure | None = None
+    if uses_structures:
+        source = st.radio("Crystal structure", ["none", "upload a CIF", "from the structure library"], horizontal=True)
+        if source == "upload a CIF":
+            cif = st.file_uploader("CIF file", type=["cif"], key="predict-cif")
+            if cif is not None:
+                try:
+                    structure = load_structure(cif.getvalue().decode("utf-8", errors="replace"))
+                except StructureError as error:
+                    st.error(f"The CIF cannot be used: {error}")
+        elif source == "from the structure library" and formula:
+            try:
+                reduced = parse_formula(formula).reduced_formula
+            except FormulaError:
+                reduced = None
+            with session_scope(url) as session:
+                rows = session.execute(
+                    select(Structure.id, Structure.external_id, Structure.spacegroup_symbol, Structure.cif)
+                    .where(Structure.formula == reduced).order_by(Structure.nsites)
+                ).all()
+            if not rows:
+                st.info(f"The library holds no structure of {reduced or formula}.")
+            else:
+                picked = st.selectbox(
+                    "Structure", rows, format_func=lambda r: f"{r.external_id or r.id} ({r.spacegroup_symbol or '?'})"
+                )
+                structure = load_structure(picked.cif)
+        if structure is not None:
+            structure_viewer(structure, key="predict-structure", height=360)
+
+    if st.button("Predict", type="primary", disabled=not formula):
+        try:
+            composition = parse_formula(formula)
+            missing = [e.symbol for e in composition.elements if e.symbol not in load_element_embedding(embedding_name)]
+            if missing:
+                raise FormulaError(formula, f"element(s) {', '.join(missing)} have no vector in {embedding_name}")
+        except FormulaError as error:
+            st.error(f"Cannot predict: {error}")
+        else:
+            sample = Sample(id="input", composition=composition, target=None, structure=structure, formula=formula)
+            row = ensemble.predict([sample]).iloc[0]
+            columns = st.columns(3)
+            columns[0].metric("Prediction", f"{row['prediction']:.3f}")
+            columns[1].metric("Ensemble std", f"{row['prediction_std']:.3f}")
+            columns[2].metric("Composition weight w_C", f"{row['w_c']:.2f}")
+            st.caption(
+                "The prediction is in the units the model was trained on (see its dataset). w_C = 1 means the "
+                "composition network alone decided; a smaller w_C means the structure contributed."
+            )
+
+with batch:
+    st.write("Upload a CSV or TSV with one formula per row (and, optionally, a zip of CIFs named in a column).")
+    table_file = st.file_uploader("Table", type=["csv", "tsv"], key="predict-table")
+    zip_file = st.file_uploader("CIF zip (optional)", type=["zip"], key="predict-zip") if uses_structures else None
+    if table_file is not None:
+        try:
+            header = pd.read_csv(table_file, nrows=0, sep=None, engine="python", encoding="utf-8-sig").columns
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+            st.error(f"The table cannot be read: {error}")
+            st.stop()
+        columns = list(header)
+        formula_col = st.selectbox("Formula column", columns)
+        id_col = st.selectbox("ID column (optional)", [None, *columns])
+        structure_col = st.selectbox("Structure file column (optional)", [None, *columns]) if zip_file else None
+        if st.button("Predict the table", type="primary"):
+            try:
+                samples, errors = read_batch(
+                    table_file.getvalue(), table_file.name, formula_col=formula_col, id_col=id_col,
+                    structure_col=structure_col, cif_zip=zip_file.getvalue() if zip_file else None,
+                    embedding_name=embedding_name,
+                )
+            except (IngestError, TableError) as error:
+                st.error(f"The upload cannot be used: {error}")
+                st.stop()
+            bar = st.progress(0.0, text="Predicting…")
+            predicted = predict_in_chunks(ensemble, samples, lambda f: bar.progress(f, text="Predicting…"))
+            bar.progress(1.0, text=f"Predicted {len(samples)} row(s).")
+            result = batch_result(samples, predicted, errors)
+            if not errors.empty:
+                st.warning(f"{len(errors)} row(s) could not be predicted; their reason is in the table.")
+            st.dataframe(result, hide_index=True, width="stretch")
+            st.download_button(
+                "Download predictions as CSV", result.to_csv(index=False).encode(), file_name="predictions.csv",
+                mime="text/csv",
+            )
