@@ -143,19 +143,13 @@ def per_sample(predictions: pd.DataFrame, mode: str) -> pd.DataFrame:
     _check(predictions)
     rows = _protocol_rows(predictions)
     rows = rows[rows["mode"] == mode]
-    described = [c for c in rows.columns if c not in REQUIRED_COLUMNS and c != "structure_fraction"]
+    described = [c for c in rows.columns if c not in (*REQUIRED_COLUMNS, "structure_fraction", "seed", "mode")]
     grouped = rows.groupby("entry_id", sort=True)
-    table = grouped.agg(
-        split=("split", "first"),
-        target=("target", "first"),
-        prediction=("prediction", "mean"),
-        prediction_std=("prediction", lambda v: float(np.std(v.to_numpy(), ddof=0))),
-        w_c=("w_c", "mean"),
-        has_structure=("has_structure", "first"),
-        n_seeds=("run_id", "nunique"),
-    )
-    for column in described:
-        table[column] = grouped[column].first()
+    table = grouped[["split", "target", "has_structure", *described]].first()
+    table["prediction"] = grouped["prediction"].mean()
+    table["prediction_std"] = grouped["prediction"].std(ddof=0)
+    table["w_c"] = grouped["w_c"].mean()
+    table["n_seeds"] = grouped["run_id"].nunique()
     table["error"] = table["prediction"] - table["target"]
     table["abs_error"] = table["error"].abs()
     return table.reset_index()

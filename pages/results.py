@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cosnet_core.report import MODE_LABELS, figure2, per_sample, table1
-from db.results import list_studies, study_epochs, study_predictions, study_runs
+from db.results import list_studies, study_entries, study_epochs, study_predictions, study_runs
 from ui.results_view import (
     composition_weight_chart,
     figure2_chart,
@@ -39,11 +39,12 @@ st.caption(
 
 
 @st.cache_data(show_spinner="Loading predictions…", max_entries=8)
-def _load(study_id: int, status: str, db_url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return study_predictions(study_id, db_url), study_epochs(study_id, db_url), study_runs(study_id, db_url)
+def _load(study_id: int, status: str, db_url: str) -> tuple[pd.DataFrame, ...]:
+    return (study_predictions(study_id, db_url), study_entries(study_id, db_url), study_epochs(study_id, db_url),
+            study_runs(study_id, db_url))
 
 
-predictions, epochs, runs = _load(study_id, study.status, url)
+predictions, entries, epochs, runs = _load(study_id, study.status, url)
 if predictions.empty:
     st.info("No run of this study has finished yet. Progress is shown on the Training page.")
     st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
@@ -66,7 +67,7 @@ mode = st.selectbox(
     "Model", modes, index=modes.index("bimodal-aug") if "bimodal-aug" in modes else 0,
     format_func=lambda m: MODE_LABELS.get(m, m),
 )
-samples = per_sample(predictions, mode)
+samples = per_sample(predictions, mode).merge(entries, on="entry_id", how="left")
 
 filters = st.columns(4)
 splits = filters[0].multiselect("Split", ["train", "val", "test"], default=["test"])
