@@ -9,6 +9,7 @@ from ui.results_view import (
     composition_weight_chart,
     figure2_chart,
     parity_chart,
+    representations_frame,
     residual_histogram,
     training_curves,
 )
@@ -147,3 +148,21 @@ with st.expander("Hyper-parameters of each run"):
     for record in runs.itertuples():
         st.write(f"Run {record.run} ({record.mode}, seed {record.seed})")
         st.json(runs.loc[record.Index, "hyper-parameters"], expanded=False)
+
+st.header("Export the learned representations")
+st.write(
+    "The composition representation C (and the structure representation S, zero for rows without a structure) of "
+    "every row, for every run, as used for Table 2. The file is prepared when you click."
+)
+if runs["representations"].notna().any():
+    export = st.columns(2)
+    export[0].download_button(
+        "Representations as CSV", lambda: representations_frame(runs, entries).to_csv(index=False).encode(),
+        file_name=f"study-{study_id}-representations.csv", mime="text/csv", on_click="ignore",
+    )
+    export[1].download_button(
+        "Representations as Parquet", lambda: representations_frame(runs, entries).to_parquet(index=False),
+        file_name=f"study-{study_id}-representations.parquet", mime="application/octet-stream", on_click="ignore",
+    )
+else:
+    st.info("No run of this study stored its representations.")

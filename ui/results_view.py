@@ -104,3 +104,42 @@ def figure2_chart(frame: pd.DataFrame, target_label: str) -> alt.LayerChart:
     line = base.mark_line(point=True).encode(y=alt.Y("mae_mean:Q", title=f"Test MAE ({target_label})"))
     bars = base.mark_errorbar().encode(y="low:Q", y2="high:Q")
     return (line + bars).properties(title="Figure 2: test MAE vs share of structures", height=300)
+
+
+def representations_frame(runs: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
+    """The learned representations of every row for every finished run: C (and S where the row had a structure).
+
+    Reads each run's representations file (``npz`` written by the training job: entry ids, split, C, S, w_C).
+
+    Args:
+        runs: the study's run table (columns ``run, mode, seed, representations``).
+        entries: the study's entries (``entry_id, formula, id``).
+
+    Returns:
+        One row per (run, entry): ``run, mode, seed, entry_id, id, formula, split, has_structure, w_c``,
+        then ``C_0 … C_{h-1}`` and ``S_0 … S_{h-1}``.
+    """
+    import numpy as np
+
+    parts = []
+    for run in runs.dropna(subset=["representations"]).itertuples():
+        with np.load(run.representations) as stored:
+            c, s = stored["composition_repr"], stored["structure_repr"]
+            part = pd.DataFrame({
+                "run": run.run, "mode": run.mode, "seed": run.seed, "entry_id": stored["entry_id"],
+                "split": stored["split"], "has_structure": stored["has_structure"],
+                "w_c": stored["composition_weight"],
+            })
+        width = c.shape[1]
+        part = pd.concat(
+            [part, pd.DataFrame(c, columns=[f"C_{i}" for i in range(width)]),
+             pd.DataFrame(s, columns=[f"S_{i}" for i in range(s.shape[1])])], axis=1,
+        )
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, ignore_index=True)
+    described = entries[["entry_id", "id", "formula"]]
+    frame = frame.merge(described, on="entry_id", how="left")
+    first = ["run", "mode", "seed", "entry_id", "id", "formula", "split", "has_structure", "w_c"]
+    return frame[first + [c for c in frame.columns if c not in first]]
