@@ -1,0 +1,1360 @@
+"""Turn an uploaded experimental table into clean rows, without losing a row silently.
+
+The Datasets page calls these functions step by step::
+
+    limits = IngestLimits.from_env()
+    sheets = list_sheets(data)                        # only for .xlsx, to let the user choose
+    raw = read_table(data, "my.csv", limits=limits)  # read → preview (raw.frame)
+    mapping = suggest_mapping(raw.columns)            # map (the user edits it)
+    cifs = read_cif_zip(zip_bytes, limits)            # optional zip of CIF files
+    result = clean_table(raw, mapping, CleaningOptions(log10=True), cifs=cifs)   # clean
+    result.summary, result.kept, result.rejected, result.rejected_csv()          # result
+
+Every row of the file appears exactly once in ``result.rows`` with a ``status``:
+
+* ``kept``: used as a sample;
+* ``rejected``: the formula or the target could not be used (``reason`` says why);
+* ``censored``: the target is a bound such as ``<1E-10`` (excluded unless asked to include it at the bound);
+* ``filtered``: outside the temperature window (or without a temperature while a window is set);
+* ``merged``: a duplicate composition whose value went into another row (``reason`` names that row).
+
+Row numbers are the numbers a scientist sees in a spreadsheet: when the file has a header, the header is row 1
+and the first data row is row 2; without a header the first data row is row 1. Fully blank lines are skipped
+(their count is given in the warnings) but do not shift the numbering. A quoted CSV cell that spans several
+lines is one row, as in a spreadsheet program.
+
+Bad files raise :class:`IngestError` with a message meant for a scientist. Limits (upload size, rows, zip
+sizes) come from :class:`IngestLimits`, which reads ``COSNET_MAX_UPLOAD_MB`` and ``COSNET_MAX_ROWS`` (and, for
+zips, ``COSNET_MAX_ZIP_MEMBERS``, ``COSNET_MAX_ZIP_UNPACKED_MB``, ``COSNET_MAX_ZIP_MEMBER_MB``) from the
+environment.
+
+This module is pure: it imports neither streamlit nor the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import math
+import os
+import re
+import statistics
+import unicodedata
+import zipfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from typing import Literal
+
+import pandas as pd
+
+from cosnet_core.composition import FormulaError, parse_formula
+
+MB = 1024 * 1024
+
+STATUS_KEPT = "kept"
+STATUS_REJECTED = "rejected"
+STATUS_CENSORED = "censored"
+STATUS_FILTERED = "filtered"
+STATUS_MERGED = "merged"
+
+DuplicatePolicy = Literal["keep_all", "mean", "median", "most_recent"]
+CensoredPolicy = Literal["exclude", "include_at_bound"]
+MissingTemperaturePolicy = Literal["filter", "keep"]
+
+
+class IngestError(ValueError):
+    """A file or a mapping that cannot be imported; the message is written for the person who uploaded it."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Limits
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise ValueError(f"environment variable {name}={text!r} is not a number") from error
+    if not value > 0:
+        raise ValueError(f"environment variable {name}={text!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Bounds on what an upload may contain.
+
+    Attributes:
+        max_upload_bytes: largest table or zip file accepted (env ``COSNET_MAX_UPLOAD_MB``, default 50 MB).
+        max_rows: most data rows in a table (env ``COSNET_MAX_ROWS``, default 200,000).
+        zip_max_members: most entries in a zip of CIFs (env ``COSNET_MAX_ZIP_MEMBERS``, default 5,000).
+        zip_max_unpacked_bytes: most bytes a zip may unpack to, counted while reading
+            (env ``COSNET_MAX_ZIP_UNPACKED_MB``, default 500 MB).
+        zip_max_member_bytes: most bytes one zip member may unpack to (env ``COSNET_MAX_ZIP_MEMBER_MB``,
+            default 20 MB).
+    """
+
+    max_upload_bytes: int = 50 * MB
+    max_rows: int = 200_000
+    zip_max_members: int = 5_000
+    zip_max_unpacked_bytes: int = 500 * MB
+    zip_max_member_bytes: int = 20 * MB
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestLimits:
+        """Limits with defaults overridden by environment variables.
+
+        Args:
+            environ: the variables to read (``os.environ`` when omitted).
+
+        Returns:
+            The limits.
+
+        Raises:
+            ValueError: a variable is set but is not a positive number.
+        """
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            max_upload_bytes=int(
+                _env_number(env, "COSNET_MAX_UPLOAD_MB", default.max_upload_bytes / MB) * MB
+            ),
+            max_rows=int(_env_number(env, "COSNET_MAX_ROWS", default.max_rows)),
+            zip_max_members=int(_env_number(env, "COSNET_MAX_ZIP_MEMBERS", default.zip_max_members)),
+            zip_max_unpacked_bytes=int(
+                _env_number(env, "COSNET_MAX_ZIP_UNPACKED_MB", default.zip_max_unpacked_bytes / MB) * MB
+            ),
+            zip_max_member_bytes=int(
+                _env_number(env, "COSNET_MAX_ZIP_MEMBER_MB", default.zip_max_member_bytes / MB) * MB
+            ),
+        )
+
+
+def _megabytes(n_bytes: int) -> str:
+    if n_bytes >= MB:
+        return f"{n_bytes / MB:.1f} MB"
+    return f"{n_bytes / 1024:.1f} kB" if n_bytes >= 1024 else f"{n_bytes} bytes"
+
+
+def _check_upload_size(data: bytes, what: str, limits: IngestLimits) -> None:
+    if len(data) > limits.max_upload_bytes:
+        raise IngestError(
+            f"{what} is {_megabytes(len(data))}, larger than the upload limit of "
+            f"{_megabytes(limits.max_upload_bytes)} (an administrator can raise it with COSNET_MAX_UPLOAD_MB)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading a table
+
+
+@dataclass
+class RawTable:
+    """A table as read from the file, every cell a string (empty string for an empty cell).
+
+    Attributes:
+        frame: the cells; the index (named ``row``) holds spreadsheet row numbers (see the module docstring).
+        filename: the uploaded file's name.
+        has_header: whether the first row was read as column names.
+        sheet: the worksheet read (``.xlsx`` only).
+        encoding: the text encoding used (``"xlsx"`` for workbooks).
+        delimiter: the column separator (text files only).
+        warnings: things the reader fixed or guessed, to show to the user.
+    """
+
+    frame: pd.DataFrame
+    filename: str
+    has_header: bool = True
+    sheet: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names (``column 1``, ``column 2``… when the file has no header)."""
+        return [str(c) for c in self.frame.columns]
+
+    @property
+    def n_rows(self) -> int:
+        """Number of data rows."""
+        return len(self.frame)
+
+
+_TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+_CANDIDATE_DELIMITERS = ",;\t|"
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _suffix(filename: str) -> str:
+    name = filename.lower().strip()
+    return name[name.rfind(".") :] if "." in name else ""
+
+
+def list_sheets(data: bytes) -> list[str]:
+    """The worksheet names of an ``.xlsx`` workbook, in order.
+
+    Args:
+        data: the workbook bytes.
+
+    Returns:
+        The sheet names.
+
+    Raises:
+        IngestError: the bytes are not a readable ``.xlsx`` workbook.
+    """
+    workbook = _open_workbook(data)
+    try:
+        return list(workbook.sheetnames)
+    finally:
+        workbook.close()
+
+
+def _open_workbook(data: bytes):  # -> openpyxl.Workbook
+    import openpyxl
+
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise IngestError(
+            "this is an old Excel .xls workbook, which cannot be read; "
+            "save it as .xlsx or CSV and upload again"
+        )
+    try:
+        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises zipfile, KeyError, XML and its own errors on broken files
+        raise IngestError(
+            f"the file cannot be read as an Excel workbook (.xlsx): it is damaged or not a workbook ({error})"
+        ) from error
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _read_xlsx_rows(data: bytes, sheet: str | None, limits: IngestLimits) -> tuple[list[list[str]], str]:
+    workbook = _open_workbook(data)
+    try:
+        names = list(workbook.sheetnames)
+        if sheet is None:
+            if len(names) > 1:
+                raise IngestError(
+                    f"the workbook has {len(names)} sheets ({', '.join(repr(n) for n in names)}); "
+                    "choose one sheet"
+                )
+            sheet = names[0]
+        if sheet not in names:
+            raise IngestError(
+                f"the workbook has no sheet named {sheet!r}; "
+                f"its sheets are {', '.join(repr(n) for n in names)}"
+            )
+        rows: list[list[str]] = []
+        n_filled = 0
+        try:
+            for values in workbook[sheet].iter_rows(values_only=True):
+                rows.append([_cell_text(v) for v in values])
+                n_filled += bool("".join(rows[-1]).strip())
+                if n_filled > limits.max_rows + 1:  # header + one row over the limit: enough to refuse
+                    break
+        except IngestError:
+            raise
+        except Exception as error:
+            raise IngestError(
+                f"the sheet {sheet!r} of the workbook is damaged and cannot be read ({error})"
+            ) from error
+        return rows, sheet
+    finally:
+        workbook.close()
+
+
+def _decode(data: bytes) -> tuple[str, str, list[str]]:
+    """Bytes → text, with the encoding used and warnings; refuses binary content."""
+    warnings: list[str] = []
+    if data.startswith(b"PK\x03\x04"):
+        raise IngestError(
+            "the file is a zip archive or an Excel workbook, not a text table; "
+            "upload workbooks with the .xlsx extension and CIF archives in the structures field"
+        )
+    if data.startswith(b"%PDF"):
+        raise IngestError("the file is a PDF, not a table; export the table as CSV or .xlsx first")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise IngestError(
+                f"the file claims to be UTF-16 but cannot be decoded ({error.reason})"
+            ) from error
+        warnings.append("the file is encoded as UTF-16; it was read as such (UTF-8 is preferred)")
+        return text, "utf-16", warnings
+    if b"\x00" in data[:65536]:
+        raise IngestError(
+            "the file contains binary content (NUL bytes), not text: it does not look like a CSV/TSV table"
+        )
+    try:
+        return (
+            data.decode("utf-8-sig"),
+            "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8",
+            warnings,
+        )
+    except UnicodeDecodeError as error:
+        position = error.start
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        warnings.append(
+            f"the file is not valid UTF-8 (first bad byte at position {position}); "
+            f"it was read as {encoding} — "
+            "check accented characters and symbols such as ° or µ in the preview"
+        )
+        return text, encoding, warnings
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _refuse_binary_text(text: str) -> None:
+    sample = text[:65536]
+    if not sample:
+        return
+    control = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\t\r\n\f\v")
+    if control / len(sample) > 0.01:
+        raise IngestError(
+            f"the file contains binary content ({control} control characters in its first {len(sample)}), "
+            "not text: it does not look like a CSV/TSV table"
+        )
+
+
+def _sniff_delimiter(text: str, suffix: str) -> str:
+    if suffix in (".tsv", ".tab"):
+        return "\t"
+    sample = "\n".join(text[:65536].splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_CANDIDATE_DELIMITERS).delimiter
+    except csv.Error:
+        first_line = sample.split("\n", 1)[0]
+        counts = {d: first_line.count(d) for d in _CANDIDATE_DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] > 0 else ","
+
+
+def _read_text_rows(text: str, delimiter: str, limits: IngestLimits) -> list[list[str]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
+    n_filled = 0
+    try:
+        for record in reader:
+            rows.append(record)
+            n_filled += bool("".join(record).strip())
+            if n_filled > limits.max_rows + 1:  # header + one row over the limit: enough to refuse
+                break
+    except csv.Error as error:
+        raise IngestError(
+            f"the file cannot be read as a table near line {reader.line_num}: {error}"
+        ) from error
+    return rows
+
+
+def _looks_like_data(cells: Sequence[str]) -> bool:
+    """Whether a first row holds data rather than column names.
+
+    Heuristic: column names are words, so a first row in which some cell is a plain number (``2``,
+    ``1.3E-10``; ``<1E-10`` counts too) is taken as data. A header such as ``2019`` is therefore refused; the
+    user can then tick "the file has no header" or rename that column.
+    """
+    for cell in cells:
+        text = cell.strip().lstrip("<>≤≥=").strip()
+        if text and _NUMBER.match(text):
+            return True
+    return False
+
+
+def _header_names(cells: Sequence[str], width: int, warnings: list[str]) -> list[str]:
+    names: list[str] = []
+    seen: Counter[str] = Counter()
+    renamed: list[str] = []
+    for index in range(width):
+        name = cells[index].replace("\ufeff", "").strip() if index < len(cells) else ""
+        if not name:
+            name = f"column {index + 1}"
+        seen[name] += 1
+        if seen[name] > 1:
+            renamed.append(name)
+            name = f"{name} ({seen[name]})"
+        names.append(name)
+    if renamed:
+        warnings.append(f"repeated column names were numbered: {', '.join(sorted(set(renamed)))}")
+    return names
+
+
+def read_table(
+    data: bytes,
+    filename: str,
+    *,
+    sheet: str | None = None,
+    has_header: bool = True,
+    delimiter: str | None = None,
+    limits: IngestLimits | None = None,
+) -> RawTable:
+    """Read an uploaded CSV, TSV or XLSX file into a table of strings.
+
+    Text files may start with a UTF-8 BOM; files that are not valid UTF-8 are read as cp1252 (or latin-1) with
+    a warning; UTF-16 files with a BOM are read with a warning. The delimiter is ``tab`` for ``.tsv`` and
+    sniffed among ``, ; tab |`` otherwise.
+
+    Args:
+        data: the file's bytes.
+        filename: its name (the extension chooses the reader).
+        sheet: the worksheet of an ``.xlsx`` workbook (required when it has several; see :func:`list_sheets`).
+        has_header: whether the first row holds column names; without a header the columns are named
+            ``column 1``, ``column 2``, ….
+        delimiter: force a column separator for text files instead of sniffing it.
+        limits: size and row limits (from the environment when omitted).
+
+    Returns:
+        The raw table with spreadsheet row numbers as index.
+
+    Raises:
+        IngestError: empty file, too large, binary content, no header, header only, too many rows, a damaged
+            workbook, an unknown extension or a delimiter giving a single column.
+    """
+    limits = IngestLimits.from_env() if limits is None else limits
+    _check_upload_size(data, f"the file {filename!r}", limits)
+    if not data or not data.strip():
+        raise IngestError(f"the file {filename!r} is empty")
+    suffix = _suffix(filename)
+    warnings: list[str] = []
+    used_sheet: str | None = None
+    encoding = "xlsx"
+    if suffix in (".xlsx", ".xlsm"):
+        rows, used_sheet = _read_xlsx_rows(data, sheet, limits)
+    elif suffix == ".xls":
+        raise IngestError(
+            "old Excel .xls workbooks cannot be read; save the sheet as .xlsx or CSV and upload again"
+        )
+    elif suffix in _TEXT_SUFFIXES or suffix == "":
+        text, encoding, warnings = _decode(data)
+        _refuse_binary_text(text)
+        if not text.strip():
+            raise IngestError(f"the file {filename!r} is empty")
+        if delimiter is None:
+            delimiter = _sniff_delimiter(text, suffix)
+        rows = _read_text_rows(text, delimiter, limits)
+    else:
+        raise IngestError(
+            f"the file {filename!r} has an unsupported extension; upload a .csv, .tsv or .xlsx file"
+        )
+
+    numbered = [(number, row) for number, row in enumerate(rows, start=1) if "".join(row).strip()]
+    n_blank = len(rows) - len(numbered)
+    if not numbered:
+        raise IngestError(f"the file {filename!r} is empty (it has no cells with content)")
+    if has_header:
+        header = numbered[0][1]
+        data_rows = numbered[1:]
+        if _looks_like_data(header):
+            raise IngestError(
+                f"the file {filename!r} seems to have no header: its first row ({', '.join(header[:4])}…) "
+                "holds numbers, not column names; tick 'the file has no header' or add a header row"
+            )
+        if not data_rows:
+            raise IngestError(f"the file {filename!r} has a header but no data rows")
+    else:
+        header = []
+        data_rows = numbered
+    if len(data_rows) > limits.max_rows:
+        raise IngestError(
+            f"the file {filename!r} has more than {limits.max_rows:,} data rows, the row limit "
+            "(an administrator can raise it with COSNET_MAX_ROWS)"
+        )
+    width = max(max(len(row) for _, row in data_rows), len(header))
+    if has_header:
+        ragged = [
+            number
+            for number, row in data_rows
+            if len(row) > len(header) and any(c.strip() for c in row[len(header) :])
+        ]
+        if ragged:
+            warnings.append(
+                f"{len(ragged)} row(s) have more cells than the header (first: row {ragged[0]}); "
+                "the extra cells were put in unnamed columns"
+            )
+    names = (
+        _header_names(header, width, warnings) if has_header else [f"column {i + 1}" for i in range(width)]
+    )
+    if len(names) == 1 and delimiter is not None:
+        first_cell = numbered[0][1][0]
+        others = [d for d in _CANDIDATE_DELIMITERS if d != delimiter and d in first_cell]
+        if others:
+            shown = "tab" if others[0] == "\t" else repr(others[0])
+            raise IngestError(
+                f"the file {filename!r} read as a single column with the delimiter "
+                f"{'tab' if delimiter == chr(9) else repr(delimiter)}; "
+                f"its lines seem separated by {shown} instead"
+            )
+    frame = pd.DataFrame(
+        [row + [""] * (width - len(row)) for _, row in data_rows],
+        columns=names,
+        index=pd.Index([number for number, _ in data_rows], name="row"),
+        dtype=object,
+    )
+    if n_blank:
+        warnings.append(f"{n_blank} blank line(s) were skipped (row numbers still count them)")
+    return RawTable(
+        frame=frame,
+        filename=filename,
+        has_header=has_header,
+        sheet=used_sheet,
+        encoding=encoding,
+        delimiter=delimiter if encoding != "xlsx" else None,
+        warnings=warnings,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Column mapping
+
+
+@dataclass
+class ColumnMapping:
+    """Which column of the file holds what.
+
+    Attributes:
+        formula: the chemical formula (required).
+        target: the measured property (required).
+        id: a sample identifier (also used to match CIF files by name).
+        structure_file: the CIF file name of the row's structure.
+        mp_id: a Materials Project id.
+        temperature: the measurement temperature (in the unit of the file; the window uses the same unit).
+        split: a given train/val/test assignment.
+        reference: the source (DOI or citation); a year inside it serves the "most recent" policy.
+        year: the publication year.
+        extra: further columns kept as metadata.
+    """
+
+    formula: str | None = None
+    target: str | None = None
+    id: str | None = None
+    structure_file: str | None = None
+    mp_id: str | None = None
+    temperature: str | None = None
+    split: str | None = None
+    reference: str | None = None
+    year: str | None = None
+    extra: tuple[str, ...] = ()
+
+    def optional_fields(self) -> dict[str, str]:
+        """The optional roles that are mapped, ``{role: column}``."""
+        roles = ("id", "structure_file", "mp_id", "temperature", "split", "reference", "year")
+        return {role: getattr(self, role) for role in roles if getattr(self, role)}
+
+    def validate(self, columns: Sequence[str]) -> None:
+        """Check that the mapping fits the table.
+
+        Args:
+            columns: the table's column names.
+
+        Raises:
+            IngestError: formula or target not chosen, a mapped column missing from the table (named), or one
+                column used for two roles.
+        """
+        for role in ("formula", "target"):
+            if not getattr(self, role):
+                raise IngestError(f"choose the {role} column (required)")
+        available = set(columns)
+        used: dict[str, str] = {}
+        for spec in fields(self):
+            if spec.name == "extra":
+                continue
+            column = getattr(self, spec.name)
+            if not column:
+                continue
+            if column not in available:
+                raise IngestError(
+                    f"the {spec.name.replace('_', ' ')} column {column!r} is not in the file; "
+                    f"its columns are: {', '.join(repr(c) for c in columns)}"
+                )
+            if column in used:
+                raise IngestError(
+                    f"the column {column!r} is mapped twice (as {used[column]} and as {spec.name})"
+                )
+            used[column] = spec.name
+        missing_extra = [c for c in self.extra if c not in available]
+        if missing_extra:
+            raise IngestError(
+                f"the extra column(s) {', '.join(repr(c) for c in missing_extra)} are not in the file"
+            )
+
+
+def _normalise_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# For each role: normalised names, best first; a name matches exactly or, where marked with "*", as a prefix.
+_NAME_GUESSES: dict[str, tuple[str, ...]] = {
+    "formula": (
+        "formula",
+        "composition",
+        "reducedcomposition",
+        "reducedformula",
+        "prettyformula",
+        "chemicalformula",
+        "compound",
+        "material",
+        "formula*",
+        "composition*",
+    ),
+    "target": (
+        "target",
+        "y",
+        "property",
+        "value",
+        "ionicconductivity*",
+        "conductivity*",
+        "gapexpt",
+        "exptgap",
+        "bandgap*",
+        "exptforme",
+        "target*",
+    ),
+    "id": ("id", "sampleid", "entryid", "name", "identifier", "key"),
+    "structure_file": (
+        "structurefile",
+        "ciffile",
+        "cifname",
+        "ciffilename",
+        "cif",
+        "ciffilepath",
+        "filename",
+    ),
+    "mp_id": ("mpid", "likelympid", "materialsprojectid", "materialid", "mpids"),
+    "temperature": ("temperature", "temperaturec", "temperaturek", "temp", "tc", "tk", "temperature*"),
+    "split": ("split", "subset", "set", "fold", "partition"),
+    "reference": ("doi", "reference", "source", "ref", "citation", "paper"),
+    "year": ("year", "publicationyear", "pubyear"),
+}
+
+
+def suggest_mapping(columns: Sequence[str]) -> ColumnMapping:
+    """Guess the mapping from common column names (the user confirms or edits it).
+
+    Recognises e.g. ``composition`` / ``formula`` / ``Reduced Composition`` as the formula and ``target`` /
+    ``Ionic conductivity (S cm-1)`` / ``gap expt`` as the target. Columns not given a role become ``extra``.
+
+    Args:
+        columns: the table's column names.
+
+    Returns:
+        A mapping; ``formula`` or ``target`` is ``None`` when no column name suggests it.
+    """
+    normalised = {column: _normalise_name(column) for column in columns}
+    chosen: dict[str, str] = {}
+    taken: set[str] = set()
+    for role, guesses in _NAME_GUESSES.items():
+        for guess in guesses:
+            prefix = guess.endswith("*")
+            stem = guess.rstrip("*")
+            match = next(
+                (
+                    column
+                    for column in columns
+                    if column not in taken
+                    and (normalised[column].startswith(stem) if prefix else normalised[column] == stem)
+                ),
+                None,
+            )
+            if match is not None:
+                chosen[role] = match
+                taken.add(match)
+                break
+    extra = tuple(column for column in columns if column not in taken)
+    return ColumnMapping(**chosen, extra=extra)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cleaning
+
+
+@dataclass
+class CleaningOptions:
+    """How targets, temperatures and duplicates are treated.
+
+    Attributes:
+        unit: the target's unit label as the user states it (``"S/cm"``, ``"eV"``); stored, not converted.
+        log10: store log10(target) (conductivities); non-positive values are rejected with a reason.
+        censored: ``"exclude"`` (default: status ``censored``) or ``"include_at_bound"`` (kept at the bound
+            value, flagged in ``reason`` and in the ``censored`` column).
+        temperature_window: keep only rows with ``low <= temperature <= high`` (in the file's unit); ``None``
+            keeps every temperature.
+        missing_temperature: with a window, rows without a (numeric) temperature are ``"filter"``-ed (default)
+            or ``"keep"``-t.
+        duplicates: rows with the same composition: ``"keep_all"``, ``"mean"``, ``"median"`` (of the stored,
+            possibly log10, values) or ``"most_recent"`` (largest year, from the year column or a year found
+            in the reference text; ties go to the later row of the file).
+    """
+
+    unit: str = ""
+    log10: bool = False
+    censored: CensoredPolicy = "exclude"
+    temperature_window: tuple[float, float] | None = None
+    missing_temperature: MissingTemperaturePolicy = "filter"
+    duplicates: DuplicatePolicy = "keep_all"
+
+    def validate(self, mapping: ColumnMapping) -> None:
+        """Check the options against each other and the mapping.
+
+        Args:
+            mapping: the column mapping they will be used with.
+
+        Raises:
+            IngestError: an unknown policy, an inverted window, a window without a temperature column, or
+                ``most_recent`` without a year or reference column.
+        """
+        if self.censored not in ("exclude", "include_at_bound"):
+            raise IngestError(f"unknown censored-value policy {self.censored!r}")
+        if self.duplicates not in ("keep_all", "mean", "median", "most_recent"):
+            raise IngestError(f"unknown duplicates policy {self.duplicates!r}")
+        if self.missing_temperature not in ("filter", "keep"):
+            raise IngestError(f"unknown missing-temperature policy {self.missing_temperature!r}")
+        if self.temperature_window is not None:
+            low, high = self.temperature_window
+            if not low <= high:
+                raise IngestError(
+                    f"the temperature window {low} to {high} is empty (low must not exceed high)"
+                )
+            if not mapping.temperature:
+                raise IngestError(
+                    "a temperature window needs a temperature column; map one or remove the window"
+                )
+        if self.duplicates == "most_recent" and not (mapping.year or mapping.reference):
+            raise IngestError(
+                "'most recent' needs a year or a reference column to tell which measurement is newer; "
+                "map one, or choose keep all, mean or median"
+            )
+
+
+# A censored value: a comparison sign then a number, e.g. "<1E-10", "> 5", "≤ 1e-8".
+_CENSORED = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*(.+?)\s*$")
+_YEAR = re.compile(r"(?<!\d)(19[5-9]\d|20\d\d)(?!\d)")
+
+
+def _clean_number_text(text: str) -> tuple[str, bool]:
+    """Remove PDF artefacts (combining marks, Unicode minus, spaces); say whether the text changed."""
+    cleaned = text
+    if not text.isascii():
+        cleaned = unicodedata.normalize("NFKC", text)
+        cleaned = "".join(ch for ch in cleaned if not unicodedata.combining(ch))
+        cleaned = cleaned.replace("\u2212", "-").replace("\u2013", "-").replace("\ufeff", "")
+    cleaned = re.sub(r"\s", "", cleaned.strip().strip("\"'"))
+    return cleaned, cleaned != re.sub(r"\s", "", text.strip().strip("\"'"))
+
+
+def _parse_number(text: str) -> float | None:
+    if not _NUMBER.match(text):
+        return None
+    return float(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_temperature(text: str) -> float | None:
+    return _parse_number(_clean_number_text(text)[0])
+
+
+@dataclass(frozen=True)
+class _Target:
+    value: float | None  # parsed number (before transform); None when absent or not a number
+    censored: str | None  # the sign when the value is a bound
+    problem: str | None  # why it cannot be used
+    note: str | None  # what was cleaned
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_target(text: str) -> _Target:
+    if not text.strip():
+        return _Target(None, None, "the target is empty", None)
+    cleaned, changed = _clean_number_text(text)
+    note = f"stray characters removed from the target {text.strip()!r}" if changed else None
+    sign = None
+    match = _CENSORED.match(cleaned)
+    if match:
+        sign = {"≤": "<=", "≥": ">="}.get(match.group(1), match.group(1))
+        cleaned = match.group(2)
+    value = _parse_number(cleaned)
+    if value is None:
+        return _Target(None, sign, f"the target {text.strip()!r} is not a number", note)
+    if not math.isfinite(value):
+        return _Target(None, sign, f"the target {text.strip()!r} is not a finite number", note)
+    return _Target(value, sign, None, note)
+
+
+def _composition_key(fractions: Mapping[str, float]) -> str:
+    """A canonical text for a composition up to scale: elements sorted by symbol with 6-digit fractions."""
+    return " ".join(f"{symbol}{fractions[symbol]:.6f}" for symbol in sorted(fractions))
+
+
+@dataclass(frozen=True)
+class _Normalised:
+    reduced_formula: str
+    fractions: dict[str, float]
+    composition_key: str
+
+
+def _normalise_formula(text: str) -> _Normalised | str:
+    """The normalised composition of a formula (via ``parse_formula``), or the reason it cannot be read."""
+    try:
+        composition = parse_formula(text)
+    except FormulaError as error:
+        return error.reason
+    element_composition = composition.element_composition
+    fractions = {
+        str(element): round(amount, 6)
+        for element, amount in element_composition.fractional_composition.get_el_amt_dict().items()
+    }
+    return _Normalised(element_composition.reduced_formula, fractions, _composition_key(fractions))
+
+
+@dataclass
+class IngestSummary:
+    """Numbers for the page after cleaning.
+
+    Attributes:
+        n_rows: rows in the file (blank lines excepted).
+        n_kept, n_rejected, n_censored, n_filtered, n_merged: rows per status.
+        n_distinct_compositions: distinct compositions among kept rows.
+        n_with_cif: kept rows matched to a CIF of the zip.
+        n_with_mp_id: kept rows with a Materials Project id.
+        n_with_structure: kept rows with a CIF or an MP id.
+        n_structure_references: kept rows whose structure-file cell names a file (zip given or not).
+        n_structure_missing: rows naming a CIF that the zip lacks.
+        n_duplicate_compositions: compositions with more than one usable row (before merging).
+        n_conflicting_compositions: those whose values differ.
+        mean_spread, max_spread: over conflicting compositions, of max - min of the (transformed) values.
+        element_counts: ``{symbol: number of kept rows containing it}`` (periodic-table coverage).
+        target_values: the kept targets (after transform, after merging) for a histogram.
+        unit: the target's unit label (``log10(unit)`` when transformed).
+    """
+
+    n_rows: int
+    n_kept: int
+    n_rejected: int
+    n_censored: int
+    n_filtered: int
+    n_merged: int
+    n_distinct_compositions: int
+    n_with_cif: int
+    n_with_mp_id: int
+    n_with_structure: int
+    n_structure_references: int
+    n_structure_missing: int
+    n_duplicate_compositions: int
+    n_conflicting_compositions: int
+    mean_spread: float
+    max_spread: float
+    element_counts: dict[str, int]
+    target_values: list[float]
+    unit: str
+
+
+# The per-row columns of IngestResult.rows, before optional roles and extras.
+ROW_COLUMNS = (
+    "row",
+    "formula_raw",
+    "reduced_formula",
+    "composition",
+    "composition_key",
+    "target",
+    "target_raw",
+    "censored",
+    "status",
+    "reason",
+    "cif_member",
+)
+
+
+@dataclass
+class IngestResult:
+    """The cleaned table.
+
+    Attributes:
+        rows: one row per input row (index: spreadsheet row number) with ``ROW_COLUMNS``, then the mapped
+            optional roles (``id``, ``structure_file``, ``mp_id``, ``temperature`` (float), ``split``,
+            ``reference``, ``year``) and the extra columns (named as in the file; `` (extra)`` is appended
+            when a name clashes). ``composition`` is the fractional dict ``{symbol: fraction}``.
+        conflicts: compositions with several usable rows: ``composition_key, reduced_formula, n_rows, rows,
+            min, max, spread``.
+        summary: counts and chart data.
+        warnings: table-level notes (from reading, matching CIFs).
+        raw: the table that was cleaned (for the rejected-rows download).
+        mapping, options: what was used.
+    """
+
+    rows: pd.DataFrame
+    conflicts: pd.DataFrame
+    summary: IngestSummary
+    warnings: list[str]
+    raw: RawTable
+    mapping: ColumnMapping
+    options: CleaningOptions
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        """The rows used as samples."""
+        return self.rows[self.rows["status"] == STATUS_KEPT]
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        """The unused rows (rejected, censored, filtered), each with its reason; merged rows are not here."""
+        return self.rows[self.rows["status"].isin([STATUS_REJECTED, STATUS_CENSORED, STATUS_FILTERED])]
+
+    def rejected_csv(self) -> bytes:
+        """The unused rows as a CSV download: row number, status, reason, then the file's own cells.
+
+        Returns:
+            UTF-8 bytes with a BOM (so spreadsheet programs read accents correctly).
+        """
+        unused = self.rejected
+        table = pd.DataFrame(
+            {"row": unused.index, "status": unused["status"].values, "reason": unused["reason"].values}
+        )
+        original = self.raw.frame.loc[unused.index].reset_index(drop=True)
+        original.columns = [c if c not in table.columns else f"{c} (file)" for c in original.columns]
+        return pd.concat([table, original], axis=1).to_csv(index=False).encode("utf-8-sig")
+
+
+def _match_cif(
+    row_values: Mapping[str, str], cif_index: Mapping[str, list[str]], mapping: ColumnMapping
+) -> tuple[str | None, str | None]:
+    """The zip member for a row, and a warning; by structure file name first, then by the id column."""
+
+    def key(text: str) -> str:
+        name = text.strip().replace("\\", "/").rsplit("/", 1)[-1].lower()
+        return name[:-4] if name.endswith(".cif") else name
+
+    if mapping.structure_file and row_values.get("structure_file", "").strip():
+        wanted = row_values["structure_file"].strip()
+        members = cif_index.get(key(wanted), [])
+        if len(members) == 1:
+            return members[0], None
+        if len(members) > 1:
+            return (
+                None,
+                f"warning: the CIF name {wanted!r} is ambiguous in the zip ({', '.join(members)}); "
+                "no structure",
+            )
+        return None, f"warning: the CIF {wanted!r} is not in the zip; kept composition-only"
+    if mapping.id and row_values.get("id", "").strip():
+        members = cif_index.get(key(row_values["id"]), [])
+        if len(members) == 1:
+            return members[0], None
+        if len(members) > 1:
+            return (
+                None,
+                f"warning: the id {row_values['id']!r} matches several CIFs ({', '.join(members)}); "
+                "no structure",
+            )
+    return None, None
+
+
+def _recency(row_values: Mapping[str, str]) -> float:
+    """The year of a row for the most-recent policy (−inf when unknown)."""
+    for role in ("year", "reference"):
+        text = row_values.get(role, "")
+        if role == "year":
+            value = _parse_number(text.strip())
+            if value is not None and math.isfinite(value):
+                return value
+        else:
+            match = _YEAR.search(text)
+            if match:
+                return float(match.group(1))
+    return -math.inf
+
+
+def clean_table(
+    raw: RawTable,
+    mapping: ColumnMapping,
+    options: CleaningOptions | None = None,
+    *,
+    cifs: Mapping[str, bytes] | None = None,
+) -> IngestResult:
+    """Normalise formulas, parse targets, apply the options and match CIFs; every input row comes out once.
+
+    Args:
+        raw: the table from :func:`read_table`.
+        mapping: which column holds what.
+        options: target, temperature and duplicate handling (defaults when omitted).
+        cifs: ``{zip member name: bytes}`` from :func:`read_cif_zip`; rows are matched by the structure-file
+            column (file name with or without ``.cif``, case-insensitive, folders ignored) or else by the id.
+
+    Returns:
+        The per-row result with summary and conflicts.
+
+    Raises:
+        IngestError: the mapping does not fit the table, the options are inconsistent, no row has a parseable
+            formula, or no row has a numeric target (e.g. a text column was chosen as the target).
+    """
+    options = CleaningOptions() if options is None else options
+    mapping.validate(raw.columns)
+    options.validate(mapping)
+    frame = raw.frame
+    optional = mapping.optional_fields()
+
+    cif_index: dict[str, list[str]] = {}
+    for member in cifs or {}:
+        name = member.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        cif_index.setdefault(name[:-4] if name.endswith(".cif") else name, []).append(member)
+
+    formula_cache: dict[str, _Normalised | str] = {}
+    records: list[dict[str, object]] = []
+    n_numeric_targets = 0
+    n_formulas_ok = 0
+    formula_cells = frame[mapping.formula].astype(str).tolist()
+    target_cells = frame[mapping.target].astype(str).tolist()
+    role_cells = {role: frame[column].astype(str).tolist() for role, column in optional.items()}
+    extra_cells = {column: frame[column].tolist() for column in mapping.extra}
+    for position, number in enumerate(frame.index):
+        role_values = {role: cells[position] for role, cells in role_cells.items()}
+        formula_raw = formula_cells[position]
+        target_raw = target_cells[position]
+        problems: list[str] = []
+        notes: list[str] = []
+        status = STATUS_KEPT
+
+        if formula_raw not in formula_cache:
+            formula_cache[formula_raw] = _normalise_formula(formula_raw)
+        normalised = formula_cache[formula_raw]
+        reduced_formula = fractions = key = None
+        if isinstance(normalised, str):
+            if formula_raw.strip():
+                problems.append(f"formula {formula_raw.strip()!r}: {normalised}")
+            else:
+                problems.append("the formula is empty")
+        else:
+            n_formulas_ok += 1
+            reduced_formula, key = normalised.reduced_formula, normalised.composition_key
+            fractions = dict(normalised.fractions)
+
+        parsed = _parse_target(target_raw)
+        if parsed.note:
+            notes.append(parsed.note)
+        target: float | None = None
+        if parsed.problem:
+            problems.append(parsed.problem)
+        else:
+            n_numeric_targets += 1
+            value = parsed.value
+            assert value is not None
+            if options.log10:
+                if value <= 0:
+                    problems.append(
+                        f"the target {target_raw.strip()!r} is not positive, so log10 is undefined"
+                    )
+                else:
+                    target = math.log10(value)
+            else:
+                target = value
+        if parsed.censored and not parsed.problem and target is not None:
+            bound = f"{parsed.censored}{parsed.value:g}"
+            if options.censored == "exclude":
+                status = STATUS_CENSORED
+                notes.append(f"censored value {target_raw.strip()!r} (a bound, not a measurement); excluded")
+            else:
+                notes.append(f"censored value {target_raw.strip()!r} included at its bound {bound}")
+
+        temperature: float | None = None
+        if mapping.temperature:
+            temperature = _parse_temperature(role_values["temperature"])
+            if options.temperature_window is not None:
+                low, high = options.temperature_window
+                if temperature is None:
+                    if options.missing_temperature == "filter":
+                        shown = role_values["temperature"].strip()
+                        status = STATUS_FILTERED if status == STATUS_KEPT else status
+                        notes.append(
+                            "no temperature given" if not shown else f"temperature {shown!r} is not a number"
+                        )
+                        notes[-1] += " (a temperature window is set)"
+                elif not low <= temperature <= high:
+                    status = STATUS_FILTERED if status == STATUS_KEPT else status
+                    notes.append(f"temperature {temperature:g} is outside the window {low:g} to {high:g}")
+
+        cif_member, cif_warning = (None, None)
+        if cifs is not None:
+            cif_member, cif_warning = _match_cif(role_values, cif_index, mapping)
+            if cif_warning:
+                notes.append(cif_warning)
+
+        if problems:
+            status = STATUS_REJECTED
+        record: dict[str, object] = {
+            "row": int(number),
+            "formula_raw": formula_raw,
+            "reduced_formula": reduced_formula,
+            "composition": fractions,
+            "composition_key": key,
+            "target": target if not problems else None,
+            "target_raw": target_raw,
+            "censored": parsed.censored,
+            "status": status,
+            "reason": "; ".join(problems + notes),
+            "cif_member": cif_member,
+        }
+        for role in optional:
+            record[role] = temperature if role == "temperature" else role_values[role]
+        for column, cells in extra_cells.items():
+            record[column if column not in record else f"{column} (extra)"] = cells[position]
+        records.append(record)
+
+    if n_formulas_ok == 0:
+        examples = ", ".join(repr(str(v)) for v in frame[mapping.formula].head(3))
+        raise IngestError(
+            f"no row of the formula column {mapping.formula!r} holds a formula that can be read "
+            f"(first values: {examples}); choose the column with the chemical formulas"
+        )
+    if n_numeric_targets == 0:
+        examples = ", ".join(repr(str(v)) for v in frame[mapping.target].head(3))
+        raise IngestError(
+            f"no row of the target column {mapping.target!r} holds a number (first values: {examples}); "
+            "choose the column with the measured values"
+        )
+
+    conflicts = _resolve_duplicates(records, options)
+    rows = pd.DataFrame.from_records(records, index=pd.Index(list(frame.index), name="row"))
+    rows["target"] = rows["target"].astype(float)
+    summary = _summarise(rows, conflicts, options, raw)
+    warnings = list(raw.warnings)
+    if cifs is not None and not (mapping.structure_file or mapping.id):
+        warnings.append(
+            "CIF files were given but neither a structure-file nor an id column is mapped; none is used"
+        )
+    return IngestResult(
+        rows=rows,
+        conflicts=conflicts,
+        summary=summary,
+        warnings=warnings,
+        raw=raw,
+        mapping=mapping,
+        options=options,
+    )
+
+
+def _resolve_duplicates(records: list[dict[str, object]], options: CleaningOptions) -> pd.DataFrame:
+    """Find compositions with several kept rows, record their spread, apply the duplicates policy in place.
+
+    Args:
+        records: the per-row records of :func:`clean_table` (changed in place: target, status, reason).
+        options: the duplicates policy.
+
+    Returns:
+        One row per composition with several kept rows (see :class:`IngestResult` ``conflicts``).
+    """
+    groups: dict[str, list[dict[str, object]]] = {}
+    for record in records:
+        if record["status"] == STATUS_KEPT:
+            groups.setdefault(str(record["composition_key"]), []).append(record)
+    conflict_records = []
+    for key in sorted(groups):
+        group = groups[key]
+        if len(group) < 2:
+            continue
+        values = [float(record["target"]) for record in group]  # type: ignore[arg-type]
+        conflict_records.append(
+            {
+                "composition_key": key,
+                "reduced_formula": group[0]["reduced_formula"],
+                "n_rows": len(group),
+                "rows": [record["row"] for record in group],
+                "min": min(values),
+                "max": max(values),
+                "spread": max(values) - min(values),
+            }
+        )
+        if options.duplicates == "keep_all":
+            continue
+        if options.duplicates in ("mean", "median"):
+            best = 0
+            aggregate = (
+                statistics.fmean(values) if options.duplicates == "mean" else statistics.median(values)
+            )
+            how = f"{options.duplicates} of {len(values)} values"
+        else:
+            recency = [_recency(record) for record in group]  # type: ignore[arg-type]
+            best = max(range(len(group)), key=lambda i: (recency[i], i))
+            aggregate = values[best]
+            year = recency[best]
+            how = f"most recent of {len(values)} rows" + (f" ({year:.0f})" if math.isfinite(year) else "")
+        keeper = group[best]
+        keeper["target"] = aggregate
+        keeper["reason"] = _join_reasons(keeper["reason"], f"duplicate composition: {how}")
+        for index, record in enumerate(group):
+            if index != best:
+                record["status"] = STATUS_MERGED
+                record["reason"] = _join_reasons(
+                    record["reason"], f"duplicate composition merged into row {keeper['row']} ({how})"
+                )
+    columns = ["composition_key", "reduced_formula", "n_rows", "rows", "min", "max", "spread"]
+    return pd.DataFrame(conflict_records, columns=columns)
+
+
+def _join_reasons(*reasons: object) -> str:
+    return "; ".join(str(reason) for reason in reasons if reason)
+
+
+def _summarise(
+    rows: pd.DataFrame, conflicts: pd.DataFrame, options: CleaningOptions, raw: RawTable
+) -> IngestSummary:
+    status_counts = rows["status"].value_counts()
+    kept = rows[rows["status"] == STATUS_KEPT]
+    element_counts: Counter[str] = Counter()
+    for fractions in kept["composition"]:
+        element_counts.update(fractions.keys())
+    has_cif = kept["cif_member"].notna()
+    has_reference = (
+        kept["structure_file"].astype(str).str.strip().ne("")
+        if "structure_file" in kept
+        else pd.Series(False, index=kept.index)
+    )
+    has_mp = (
+        kept["mp_id"].astype(str).str.strip().ne("")
+        if "mp_id" in kept
+        else pd.Series(False, index=kept.index)
+    )
+    spreads = conflicts.loc[conflicts["spread"] > 0, "spread"] if len(conflicts) else pd.Series(dtype=float)
+    unit = (
+        f"log10({options.unit})"
+        if options.log10 and options.unit
+        else ("log10" if options.log10 else options.unit)
+    )
+    return IngestSummary(
+        n_rows=len(rows),
+        n_kept=int(status_counts.get(STATUS_KEPT, 0)),
+        n_rejected=int(status_counts.get(STATUS_REJECTED, 0)),
+        n_censored=int(status_counts.get(STATUS_CENSORED, 0)),
+        n_filtered=int(status_counts.get(STATUS_FILTERED, 0)),
+        n_merged=int(status_counts.get(STATUS_MERGED, 0)),
+        n_distinct_compositions=int(kept["composition_key"].nunique()),
+        n_with_cif=int(has_cif.sum()),
+        n_with_mp_id=int(has_mp.sum()),
+        n_with_structure=int((has_cif | has_mp).sum()),
+        n_structure_references=int(has_reference.sum()),
+        n_structure_missing=int(rows["reason"].str.contains("is not in the zip", regex=False).sum()),
+        n_duplicate_compositions=len(conflicts),
+        n_conflicting_compositions=len(spreads),
+        mean_spread=float(spreads.mean()) if len(spreads) else 0.0,
+        max_spread=float(spreads.max()) if len(spreads) else 0.0,
+        element_counts=dict(sorted(element_counts.items())),
+        target_values=[float(v) for v in kept["target"]],
+        unit=unit,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Zip of CIF files
+
+
+def _unsafe_member_reason(name: str) -> str | None:
+    path = name.replace("\\", "/")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "is an absolute path"
+    if any(part == ".." for part in path.split("/")):
+        return "escapes the archive's folder ('..')"
+    return None
+
+
+def read_cif_zip(data: bytes, limits: IngestLimits | None = None) -> dict[str, bytes]:
+    """Unpack the ``.cif`` members of an uploaded zip, within limits.
+
+    Sizes are checked on the bytes actually read, not only on the sizes the zip's headers claim (zip bombs).
+    Folders, non-CIF members and macOS ``__MACOSX/`` / ``._*`` entries are skipped. CIFs are not parsed here
+    (``cosnet_core.structure.load_structure`` does that, bounded).
+
+    Args:
+        data: the zip file's bytes.
+        limits: compressed size, member count, per-member and total unpacked size (from the environment when
+            omitted).
+
+    Returns:
+        ``{member name: bytes}`` for each ``.cif`` member (name as stored in the zip).
+
+    Raises:
+        IngestError: too large, not a zip, too many members, a member with an absolute path or ``..`` (named),
+            an encrypted or damaged member (named), or too many bytes unpacked.
+    """
+    limits = IngestLimits.from_env() if limits is None else limits
+    _check_upload_size(data, "the zip file", limits)
+    if not data:
+        raise IngestError("the zip file is empty")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
+        raise IngestError(f"the file is not a valid zip archive ({error})") from error
+    with archive:
+        if len(members) > limits.zip_max_members:
+            raise IngestError(
+                f"the zip has {len(members):,} members, more than the limit of {limits.zip_max_members:,}"
+            )
+        for info in members:
+            reason = _unsafe_member_reason(info.filename)
+            if reason:
+                raise IngestError(f"the zip member {info.filename!r} {reason}; such archives are refused")
+        files: dict[str, bytes] = {}
+        total = 0
+        for info in members:
+            name = info.filename
+            base = name.replace("\\", "/").rsplit("/", 1)[-1]
+            if (
+                info.is_dir()
+                or name.startswith("__MACOSX/")
+                or base.startswith("._")
+                or not base.lower().endswith(".cif")
+            ):
+                continue
+            if info.flag_bits & 0x1:
+                raise IngestError(
+                    f"the zip member {name!r} is encrypted; upload an archive without a password"
+                )
+            if info.file_size > limits.zip_max_member_bytes:
+                raise IngestError(
+                    f"the zip member {name!r} unpacks to {_megabytes(info.file_size)}, "
+                    "more than the per-file limit "
+                    f"of {_megabytes(limits.zip_max_member_bytes)}"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            try:
+                with archive.open(info) as stream:
+                    while chunk := stream.read(64 * 1024):
+                        size += len(chunk)
+                        total += len(chunk)
+                        if size > limits.zip_max_member_bytes:
+                            raise IngestError(
+                                f"the zip member {name!r} unpacks to more than the per-file limit of "
+                                f"{_megabytes(limits.zip_max_member_bytes)}"
+                            )
+                        if total > limits.zip_max_unpacked_bytes:
+                            raise IngestError(
+                                f"the zip unpacks to more than "
+                                f"{_megabytes(limits.zip_max_unpacked_bytes)}, the "
+                                "limit for unpacked CIFs (is it a zip bomb?)"
+                            )
+                        chunks.append(chunk)
+            except IngestError:
+                raise
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+                raise IngestError(
+                    f"the zip member {name!r} is damaged and cannot be unpacked ({error})"
+                ) from error
+            files[name] = b"".join(chunks)
+        return files
