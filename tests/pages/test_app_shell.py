@@ -24,4 +24,4 @@ def test_page_renders_empty_state(app_test, page):
     assert at.title[0].value == PAGES[page]
     # An honest empty state: each page says what to do first, and shows no fabricated data.
     assert at.info, f"{page} shows no empty-state message"
-    assert not at.dataframe and not at.get("arrow_vega_lite_chart")
+    assert not at.dataframe and not at.get("vega_lite_chart")

@@ -1,0 +1,803 @@
+"""The pieces of the Datasets page: upload → map → options → preview → import, and the versions list.
+
+``pages/datasets.py`` reads top to bottom by calling :func:`upload_section` and :func:`versions_section`.
+Parsing and cleaning are ``cosnet_core.ingest``'s; storing and querying are ``db.datasets``'; this module only
+turns them into widgets, charts and messages. Any :class:`~cosnet_core.ingest.IngestError` is shown with
+``st.error`` and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cosnet_core.ingest import (
+    MB,
+    CleaningOptions,
+    ColumnMapping,
+    IngestError,
+    IngestLimits,
+    IngestResult,
+    RawTable,
+    clean_table,
+    list_sheets,
+    read_cif_zip,
+    read_table,
+    suggest_mapping,
+)
+from db.datasets import (
+    DatasetInfo,
+    DatasetStoreError,
+    UploadedStructure,
+    UploadedStructures,
+    VersionInfo,
+    add_version,
+    create_dataset,
+    delete_dataset,
+    delete_version,
+    dependents,
+    list_datasets,
+    load_entries,
+    load_upload,
+    save_upload,
+    unused_rows_csv,
+)
+from ui.auth import current_user as auth_user
+from ui.auth import current_username
+from ui.state import active_version_id, set_active_version
+
+# st.session_state keys owned by this page.
+TABLE_KEY = "datasets_upload_table"  # {"name", "data", "sha256", "file_id"} of the uploaded table
+ZIP_KEY = "datasets_upload_zip"  # the same for the optional zip of CIFs
+UPLOADER_ROUND_KEY = "datasets_uploader_round"  # bumped after an import to empty the upload widgets
+FLASH_KEY = "datasets_flash"  # a success message to show after the rerun that follows an import/delete
+RECLEAN_KEY = "datasets_reclean"  # {"dataset_id", "settings"} while re-cleaning a stored version
+
+NONE = "(none)"
+CIF_MAX_SITES = 500
+CIF_TIMEOUT_S = 10.0
+
+ROLE_LABELS: dict[str, str] = {
+    "formula": "Formula (required)",
+    "target": "Target property (required)",
+    "id": "Sample ID",
+    "structure_file": "Structure file (CIF name)",
+    "mp_id": "Materials Project id",
+    "temperature": "Temperature",
+    "split": "Split (train/val/test)",
+    "reference": "Reference / DOI",
+    "year": "Year",
+}
+CENSORED_LABELS = {
+    "exclude": "Exclude them (kept in the version, flagged as censored)",
+    "include_at_bound": "Include them at the bound value (flagged)",
+}
+DUPLICATE_LABELS = {
+    "keep_all": "Keep all rows",
+    "mean": "Mean per composition",
+    "median": "Median per composition",
+    "most_recent": "Most recent (needs a year or reference column)",
+}
+
+
+def visibility() -> dict:
+    """Whose datasets the current user may see (their own and the lab's shared ones; administrators all)."""
+    user = auth_user()
+    return {"username": user.username if user else None, "is_admin": bool(user and user.is_admin)}
+
+
+def current_user() -> str:
+    """The name recorded as ``created_by`` / ``reviewer`` (``local`` in single-user mode)."""
+    return current_username()
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of an upload (recorded with the version for provenance)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cached pure steps (each rerun of the page re-reads widgets; the file is parsed once per choice)
+
+
+def _limits_key(limits: IngestLimits) -> tuple[int, ...]:
+    return (
+        limits.max_upload_bytes,
+        limits.max_rows,
+        limits.zip_max_members,
+        limits.zip_max_unpacked_bytes,
+        limits.zip_max_member_bytes,
+    )
+
+
+def _limits_from_key(key: tuple[int, ...]) -> IngestLimits:
+    return IngestLimits(*key)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read(data: bytes, filename: str, sheet: str | None, has_header: bool, limits: tuple[int, ...]) -> RawTable:
+    return read_table(data, filename, sheet=sheet, has_header=has_header, limits=_limits_from_key(limits))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sheets(data: bytes) -> list[str]:
+    return list_sheets(data)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _unzip(data: bytes, limits: tuple[int, ...]) -> dict[str, bytes]:
+    return read_cif_zip(data, _limits_from_key(limits))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _clean(
+    raw: RawTable, mapping: dict[str, Any], options: dict[str, Any], cifs: dict[str, bytes] | None
+) -> IngestResult:
+    return clean_table(raw, ColumnMapping(**mapping), CleaningOptions(**options), cifs=cifs)
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the CIF files…")
+def _parse_cifs(cifs: dict[str, bytes], members: tuple[str, ...]) -> UploadedStructures:
+    return parse_uploaded_cifs(cifs, members)
+
+
+def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> UploadedStructures:
+    """Parse the CIFs that rows refer to, each bounded in sites and time; failures get a reason, never a crash.
+
+    Args:
+        cifs: ``{zip member: bytes}`` from ``read_cif_zip``.
+        members: the members to parse (those some row matched).
+
+    Returns:
+        The parsed structures by member and, for the others, why they could not be read.
+    """
+    from cosnet_core.structure import StructureError, load_structure, structure_hash
+
+    structures: dict[str, UploadedStructure] = {}
+    errors: dict[str, str] = {}
+    for member in sorted(set(members)):
+        text = cifs[member].decode("utf-8-sig", errors="replace")
+        if "\n" not in text:
+            text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here
+        try:
+            structure = load_structure(text, max_sites=CIF_MAX_SITES, timeout_s=CIF_TIMEOUT_S)
+        except StructureError as error:
+            errors[member] = error.reason
+            continue
+        composition = structure.composition.element_composition
+        try:
+            symbol, number = structure.get_space_group_info(symprec=0.1)
+        except Exception:  # spglib gives up on some disordered cells; the structure stays usable
+            symbol, number = None, None
+        structures[member] = UploadedStructure(
+            member=member,
+            cif=text,
+            content_hash=structure_hash(structure),
+            formula=composition.reduced_formula,
+            chemsys=composition.chemical_system,
+            nsites=len(structure),
+            fractions={
+                str(el): round(amount, 6)
+                for el, amount in composition.fractional_composition.get_el_amt_dict().items()
+            },
+            spacegroup_symbol=symbol,
+            spacegroup_number=number,
+            volume_per_atom=float(structure.volume / len(structure)),
+            density=float(structure.density),
+            is_ordered=bool(structure.is_ordered),
+            pymatgen_json=structure.to_json(),
+        )
+    return UploadedStructures(structures=structures, errors=errors)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Charts
+
+
+_LANTHANIDES = range(57, 72)
+_ACTINIDES = range(89, 104)
+PERIOD_ORDER = ["1", "2", "3", "4", "5", "6", "7", "La–Lu", "Ac–Lr"]
+
+
+def periodic_table_frame(element_counts: Mapping[str, int]) -> pd.DataFrame:
+    """One row per element H–Lr with its group, period (lanthanides and actinides in rows of their own) and count.
+
+    Args:
+        element_counts: ``{symbol: number of kept rows containing it}``.
+
+    Returns:
+        Columns ``symbol, group, period, count``.
+    """
+    from pymatgen.core.periodic_table import Element
+
+    records = []
+    for z in range(1, 104):
+        element = Element.from_Z(z)
+        if z in _LANTHANIDES:
+            group, period = z - 57 + 3, "La–Lu"
+        elif z in _ACTINIDES:
+            group, period = z - 89 + 3, "Ac–Lr"
+        else:
+            group, period = element.group, str(element.row)
+        records.append(
+            {"symbol": element.symbol, "group": group, "period": period,
+             "count": int(element_counts.get(element.symbol, 0))}
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def element_coverage_chart(element_counts: Mapping[str, int]) -> alt.Chart:
+    """A periodic-table heatmap of how many kept rows contain each element.
+
+    Args:
+        element_counts: ``{symbol: count}``.
+
+    Returns:
+        An altair chart (group × period, coloured by count, symbols written in the cells).
+    """
+    frame = periodic_table_frame(element_counts)
+    base = alt.Chart(frame, title="Element coverage of the kept rows").encode(
+        x=alt.X("group:O", title="Group"),
+        y=alt.Y("period:O", title="Period", sort=PERIOD_ORDER),
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.condition(
+            alt.datum.count > 0,
+            alt.Color("count:Q", title="Rows", scale=alt.Scale(scheme="blues")),
+            alt.value("#f2f2f2"),
+        ),
+        tooltip=[alt.Tooltip("symbol:N", title="Element"), alt.Tooltip("count:Q", title="Rows")],
+    )
+    labels = base.mark_text(fontSize=10).encode(text="symbol:N")
+    return (cells + labels).properties(height=320)
+
+
+def target_histogram(values: Iterable[float], axis_title: str) -> alt.Chart:
+    """Histogram of the kept target values.
+
+    Args:
+        values: the targets (after the version's transform).
+        axis_title: the x-axis title, with the unit.
+
+    Returns:
+        An altair bar chart.
+    """
+    frame = pd.DataFrame({"target": list(values)})
+    return (
+        alt.Chart(frame, title="Distribution of the target over the kept rows")
+        .mark_bar()
+        .encode(
+            x=alt.X("target:Q", bin=alt.Bin(maxbins=40), title=axis_title),
+            y=alt.Y("count():Q", title="Rows"),
+        )
+        .properties(height=260)
+    )
+
+
+def target_axis_title(version: VersionInfo) -> str:
+    """``"log10(ionic conductivity / S/cm)"``-style axis title for a version's target."""
+    name = version.target_name or "target"
+    unit = version.target_unit
+    inner = f"{name} ({unit})" if unit else name
+    return f"log10 of {inner}" if version.target_transform == "log10" else inner
+
+
+# ----------------------------------------------------------------------------------------------------
+# Upload → map → options → preview → import
+
+
+def _remember(kind_key: str, uploaded) -> dict[str, Any] | None:
+    """Keep the uploaded bytes in session state, so reruns and page switches do not lose them."""
+    if uploaded is not None:
+        stored = st.session_state.get(kind_key)
+        if stored is None or stored.get("file_id") != uploaded.file_id:
+            data = uploaded.getvalue()
+            st.session_state[kind_key] = {
+                "name": uploaded.name,
+                "data": data,
+                "sha256": sha256(data),
+                "file_id": uploaded.file_id,
+            }
+    return st.session_state.get(kind_key)
+
+
+def _forget_upload() -> None:
+    st.session_state.pop(TABLE_KEY, None)
+    st.session_state.pop(ZIP_KEY, None)
+    st.session_state.pop(RECLEAN_KEY, None)
+    st.session_state[UPLOADER_ROUND_KEY] = st.session_state.get(UPLOADER_ROUND_KEY, 0) + 1
+
+
+def _mapping_widgets(raw: RawTable, token: str, preset: Mapping[str, Any] | None) -> ColumnMapping:
+    st.subheader("2. Map the columns")
+    st.caption("Prefilled from the column names; check them. Columns not given a role can be kept as metadata.")
+    columns = raw.columns
+    suggested = suggest_mapping(columns)
+    if preset:  # re-cleaning: start from the mapping the version was imported with
+        known = {k: v for k, v in preset.items() if k in ROLE_LABELS and (v is None or v in columns)}
+        extra = tuple(c for c in preset.get("extra", ()) if c in columns)
+        suggested = ColumnMapping(**known, extra=extra)
+    chosen: dict[str, str | None] = {}
+    grid = st.columns(3)
+    for i, (role, label) in enumerate(ROLE_LABELS.items()):
+        options = [NONE, *columns]
+        default = getattr(suggested, role)
+        choice = grid[i % 3].selectbox(
+            label, options, index=options.index(default) if default in options else 0, key=f"map_{role}_{token}"
+        )
+        chosen[role] = None if choice == NONE else choice
+    mapped = {c for c in chosen.values() if c}
+    extra = st.multiselect(
+        "Extra columns kept as metadata",
+        columns,
+        default=[c for c in suggested.extra if c not in mapped],
+        key=f"map_extra_{token}",
+    )
+    return ColumnMapping(**chosen, extra=tuple(c for c in extra if c not in mapped))
+
+
+def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, Any] | None) -> CleaningOptions:
+    st.subheader("3. Target and cleaning options")
+    looks_like_conductivity = "conduct" in (mapping.target or "").lower()
+    preset = preset or {}
+    left, right = st.columns(2)
+    unit = left.text_input(
+        "Unit of the target (a label; values are not converted)",
+        value=preset.get("unit", "S/cm" if looks_like_conductivity else ""),
+        key=f"opt_unit_{token}",
+    )
+    log10 = left.checkbox(
+        "Store log10 of the target (conductivities); non-positive values are rejected",
+        value=bool(preset.get("log10", looks_like_conductivity)),
+        key=f"opt_log10_{token}",
+    )
+    censored = left.radio(
+        "Censored values such as <1E-10",
+        list(CENSORED_LABELS),
+        index=list(CENSORED_LABELS).index(preset.get("censored", "exclude")),
+        format_func=CENSORED_LABELS.__getitem__,
+        key=f"opt_censored_{token}",
+    )
+    duplicates = right.selectbox(
+        "Rows with the same composition",
+        list(DUPLICATE_LABELS),
+        index=list(DUPLICATE_LABELS).index(preset.get("duplicates", "keep_all")),
+        format_func=DUPLICATE_LABELS.__getitem__,
+        key=f"opt_duplicates_{token}",
+    )
+    window = None
+    missing = "filter"
+    stored_window = preset.get("temperature_window") or (20.0, 30.0)
+    use_window = right.checkbox(
+        "Keep only a temperature window",
+        value=bool(preset.get("temperature_window")),
+        disabled=not mapping.temperature,
+        help="Needs a temperature column; the window is in that column's unit.",
+        key=f"opt_window_{token}",
+    )
+    if use_window and mapping.temperature:
+        low = right.number_input("Lowest temperature", value=float(stored_window[0]), key=f"opt_low_{token}")
+        high = right.number_input("Highest temperature", value=float(stored_window[1]), key=f"opt_high_{token}")
+        window = (float(low), float(high))
+        missing = right.radio(
+            "Rows without a temperature",
+            ["filter", "keep"],
+            index=["filter", "keep"].index(preset.get("missing_temperature", "filter")),
+            format_func={"filter": "Filter them out", "keep": "Keep them"}.__getitem__,
+            key=f"opt_missing_{token}",
+        )
+    return CleaningOptions(
+        unit=unit.strip(),
+        log10=log10,
+        censored=censored,
+        temperature_window=window,
+        missing_temperature=missing,
+        duplicates=duplicates,
+    )
+
+
+def _preview(result: IngestResult, uploaded: UploadedStructures) -> None:
+    st.subheader("4. Preview (nothing is stored yet)")
+    s = result.summary
+    st.write(
+        f"Of {s.n_rows} rows, **{s.n_kept} would be kept**, {s.n_rejected} rejected, {s.n_censored} censored, "
+        f"{s.n_filtered} outside the temperature window and {s.n_merged} merged as duplicates; "
+        f"{s.n_distinct_compositions} distinct compositions, {s.n_with_structure} rows with a structure "
+        "(CIF or Materials Project id)."
+    )
+    if s.n_duplicate_compositions:
+        unit = f" {s.unit}" if s.unit else ""
+        st.write(
+            f"{s.n_duplicate_compositions} compositions appear in several usable rows; "
+            f"{s.n_conflicting_compositions} of them disagree (mean spread {s.mean_spread:.3g}{unit}, "
+            f"largest {s.max_spread:.3g}{unit}). The duplicates option above decides what is kept."
+        )
+    for warning in result.warnings:
+        st.warning(warning)
+    rows = result.rows
+    for member, reason in sorted(uploaded.errors.items()):
+        numbers = [int(n) for n in rows.index[rows["cif_member"] == member]]
+        where = ", ".join(f"row {n}" for n in numbers)
+        st.warning(f"{where.capitalize()}: the CIF {member!r} cannot be read ({reason}); kept composition-only.")
+    unused = result.rejected
+    if len(unused):
+        st.markdown(f"**{len(unused)} rows will not be used**, each with its reason:")
+        st.dataframe(
+            unused[["status", "reason", "formula_raw", "target_raw"]].rename(
+                columns={"formula_raw": "formula", "target_raw": "target (as given)"}
+            ),
+            width="stretch",
+        )
+        st.download_button(
+            "Download these rows with their reasons (CSV)",
+            result.rejected_csv(),
+            file_name=f"{PurePath(result.raw.filename).stem}-unused-rows.csv",
+            mime="text/csv",
+            key="download_preview_unused",
+        )
+    st.markdown("The first cleaned rows:")
+    shown = rows.head(20)[["status", "formula_raw", "reduced_formula", "target", "reason"]]
+    st.dataframe(shown, width="stretch")
+
+
+def _destination(
+    datasets: list[DatasetInfo], stem: str, token: str, preferred: int | None
+) -> tuple[int | None, str]:
+    st.subheader("5. Import")
+    ids: list[int | None] = [None, *(d.id for d in datasets)]
+    names = {d.id: d.name for d in datasets}
+    same_name = preferred if preferred in names else next((d.id for d in datasets if d.name == stem), None)
+    target = st.selectbox(
+        "Import as",
+        ids,
+        index=ids.index(same_name) if same_name is not None else 0,
+        format_func=lambda i: "a new dataset" if i is None else f"a new version of {names[i]!r}",
+        key=f"import_into_{token}",
+    )
+    name = ""
+    if target is None:
+        name = st.text_input("Name of the new dataset", value=stem, key=f"import_name_{token}")
+    return target, name
+
+
+def upload_section(url: str, limits: IngestLimits) -> None:
+    """Upload a table (and optionally a zip of CIFs), map it, choose options, preview it and import it.
+
+    Args:
+        url: database URL.
+        limits: upload limits (from the environment).
+    """
+    st.subheader("1. Upload")
+    round_ = st.session_state.get(UPLOADER_ROUND_KEY, 0)
+    max_mb = max(1, math.ceil(limits.max_upload_bytes / MB))  # the browser refuses larger files at once
+    table_file = st.file_uploader(
+        "Table of measurements (CSV, TSV or Excel .xlsx)",
+        type=["csv", "tsv", "txt", "xlsx", "xls"],
+        max_upload_size=max_mb,
+        key=f"datasets_table_file_{round_}",
+    )
+    zip_file = st.file_uploader(
+        "Optional: crystal structures as one .zip of CIF files (rows refer to them by file name or ID)",
+        type=["zip"],
+        max_upload_size=max_mb,
+        key=f"datasets_cif_zip_{round_}",
+    )
+    st.caption(
+        f"Limits: {limits.max_upload_bytes / MB:g} MB per file, {limits.max_rows:,} rows, "
+        f"{limits.zip_max_members:,} files and {limits.zip_max_unpacked_bytes / MB:g} MB unpacked per zip."
+    )
+    table = _remember(TABLE_KEY, table_file)
+    archive = _remember(ZIP_KEY, zip_file)
+    if table is None:
+        return
+    name, data = table["name"], table["data"]
+    if table_file is None:
+        st.caption(f"Working on {name!r}, uploaded earlier.")
+    if st.button("Discard this upload", key=f"discard_{round_}"):
+        _forget_upload()
+        st.rerun()
+
+    limit_key = _limits_key(limits)
+    sheet = None
+    try:
+        if name.lower().endswith((".xlsx", ".xlsm")):
+            sheets = _sheets(data)
+            if len(sheets) > 1:
+                stored_sheet = (st.session_state.get(RECLEAN_KEY) or {}).get("settings", {}).get("sheet")
+                sheet = st.selectbox(
+                    "Sheet", sheets, index=sheets.index(stored_sheet) if stored_sheet in sheets else 0,
+                    key=f"sheet_{table['sha256'][:12]}",
+                )
+        has_header = st.checkbox(
+            "The first row holds the column names",
+            value=bool((st.session_state.get(RECLEAN_KEY) or {}).get("settings", {}).get("has_header", True)),
+            key=f"header_{table['sha256'][:12]}",
+        )
+        raw = _read(data, name, sheet, has_header, limit_key)
+    except IngestError as error:
+        st.error(f"Cannot read {name!r}: {error}")
+        return
+    st.caption(
+        f"{raw.n_rows} data rows, {len(raw.columns)} columns"
+        + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+        + (f", encoding {raw.encoding}" if raw.encoding != "xlsx" else "")
+    )
+    for warning in raw.warnings:
+        st.warning(warning)
+    st.dataframe(raw.frame.head(10), width="stretch")
+
+    reclean = st.session_state.get(RECLEAN_KEY) or {}
+    preset = reclean.get("settings") or {}
+    if reclean:
+        st.info(
+            f"Re-cleaning the file {name!r} of a stored version: change the mapping or the options below; "
+            "the import makes a new version, the old one stays as it is."
+        )
+    token = f"{table['sha256'][:12]}_{sheet or ''}_{'reclean' if reclean else 'new'}"
+    mapping = _mapping_widgets(raw, token, preset.get("mapping"))
+    options = _options_widgets(mapping, token, preset.get("options"))
+
+    cifs = None
+    if archive is not None:
+        try:
+            cifs = _unzip(archive["data"], limit_key)
+        except IngestError as error:
+            st.error(f"Cannot use the zip {archive['name']!r}: {error}")
+            return
+        st.caption(f"The zip {archive['name']!r} holds {len(cifs)} CIF file(s).")
+    try:
+        result = _clean(raw, _mapping_dict(mapping), _options_dict(options), cifs)
+    except IngestError as error:
+        st.error(f"Cannot clean {name!r}: {error}")
+        return
+    members = tuple(sorted({m for m in result.rows["cif_member"] if isinstance(m, str)}))
+    uploaded = _parse_cifs(cifs, members) if cifs and members else UploadedStructures()
+    _preview(result, uploaded)
+
+    datasets = list_datasets(url, **visibility())
+    target, dataset_name = _destination(datasets, PurePath(name).stem, token, reclean.get("dataset_id"))
+    if not st.button("Import", type="primary", key=f"import_{token}"):
+        return
+    settings: dict[str, Any] = {"table_filename": name}
+    if archive is not None:
+        settings["cif_zip"] = {"filename": archive["name"], "sha256": archive["sha256"]}
+    try:
+        if target is None:
+            stored = create_dataset(
+                url, result, name=dataset_name, source_sha256=table["sha256"], uploaded=uploaded,
+                created_by=current_user(), settings=settings,
+            )
+        else:
+            stored = add_version(
+                url, target, result, source_sha256=table["sha256"], uploaded=uploaded,
+                created_by=current_user(), settings=settings,
+            )
+    except DatasetStoreError as error:
+        st.error(f"Nothing was imported: {error}")
+        return
+    save_upload(data, table["sha256"])  # kept for re-cleaning later
+    if archive is not None:
+        save_upload(archive["data"], archive["sha256"])
+    set_active_version(stored.version_id)
+    st.session_state[FLASH_KEY] = f"Imported {name!r} as version {stored.number}."
+    _forget_upload()
+    st.rerun()
+
+
+def _mapping_dict(mapping: ColumnMapping) -> dict[str, Any]:
+    return {
+        "formula": mapping.formula, "target": mapping.target, "id": mapping.id,
+        "structure_file": mapping.structure_file, "mp_id": mapping.mp_id, "temperature": mapping.temperature,
+        "split": mapping.split, "reference": mapping.reference, "year": mapping.year, "extra": mapping.extra,
+    }
+
+
+def _options_dict(options: CleaningOptions) -> dict[str, Any]:
+    return {
+        "unit": options.unit, "log10": options.log10, "censored": options.censored,
+        "temperature_window": options.temperature_window, "missing_temperature": options.missing_temperature,
+        "duplicates": options.duplicates,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Versions, summaries, deletion
+
+
+def show_flash() -> None:
+    """Show (once) the message left by the import or deletion that triggered this rerun."""
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        st.success(message)
+
+
+def versions_table(datasets: list[DatasetInfo]) -> pd.DataFrame:
+    """Every version of every dataset, newest dataset first, for the versions list."""
+    records = [
+        {
+            "dataset": d.name,
+            "version": v.number,
+            "imported": v.created_at.strftime("%Y-%m-%d %H:%M"),
+            "by": v.created_by,
+            "file": v.source_filename,
+            "rows": v.n_rows,
+            "kept": v.n_kept,
+            "rejected": v.n_rejected,
+            "replaces": next((f"v{p.number}" for p in d.versions if p.id == v.parent_id), ""),
+        }
+        for d in datasets
+        for v in reversed(d.versions)
+    ]
+    return pd.DataFrame.from_records(records)
+
+
+def render_summary(url: str, version: VersionInfo) -> None:
+    """The summary of a stored version: counts, conflicts, coverage, target histogram, unused rows.
+
+    Args:
+        url: database URL.
+        version: the version to summarise.
+    """
+    s = version.summary
+    st.subheader(f"Summary of {version.dataset_name} · v{version.number}")
+    st.caption(
+        f"Imported from {version.source_filename!r} by {version.created_by} on "
+        f"{version.created_at:%Y-%m-%d %H:%M}; target column {version.target_name!r}"
+        + (f", unit {version.target_unit}" if version.target_unit else "")
+        + (", stored as log10" if version.target_transform == "log10" else "")
+        + "."
+    )
+    first = st.columns(4)
+    first[0].metric("Rows kept", s.get("n_kept", version.n_kept))
+    first[1].metric("Rows rejected", s.get("n_rejected", version.n_rejected))
+    first[2].metric("Rows censored", s.get("n_censored", 0))
+    first[3].metric("Rows filtered", s.get("n_filtered", 0))
+    second = st.columns(4)
+    second[0].metric("Distinct compositions", s.get("n_distinct_compositions", 0))
+    second[1].metric("Rows with a structure", s.get("n_with_structure", 0))
+    second[2].metric("Duplicates merged", s.get("n_merged", 0))
+    second[3].metric("Conflicting compositions", s.get("n_conflicting_compositions", 0))
+    st.caption(
+        f"Structures: {s.get('n_with_cif', 0)} kept rows matched a CIF of the upload "
+        f"({s.get('n_structures_attached', 0)} attached, {s.get('n_cif_failed', 0)} unreadable), "
+        f"{s.get('n_with_mp_id', 0)} have a Materials Project id; "
+        f"{s.get('n_structure_missing', 0)} rows name a CIF that the zip lacked."
+    )
+
+    unit = s.get("unit") or ""
+    n_duplicates = s.get("n_duplicate_compositions", 0)
+    if n_duplicates:
+        st.markdown(
+            f"**{n_duplicates} compositions appear in more than one row**; "
+            f"{s.get('n_conflicting_compositions', 0)} of them with different values "
+            f"(mean spread {s.get('mean_spread', 0.0):.3g}, largest {s.get('max_spread', 0.0):.3g} {unit})."
+        )
+        conflicts = pd.DataFrame(s.get("conflicts", []))
+        if len(conflicts):
+            st.dataframe(conflicts.sort_values("spread", ascending=False), width="stretch")
+
+    kept = load_entries(url, version.id, statuses=["kept"])
+    st.altair_chart(element_coverage_chart(s.get("element_counts", {})), width="stretch")
+    st.caption(
+        "How many kept rows contain each element. Grey elements never occur: a model trained on this version "
+        "knows nothing about them."
+    )
+    if len(kept):
+        st.altair_chart(target_histogram(kept["target"].dropna(), target_axis_title(version)), width="stretch")
+        st.caption("Look for outliers, a second mode or a cut-off (censored values excluded or at their bound).")
+
+    unused = load_entries(url, version.id, statuses=["rejected", "censored", "filtered"])
+    if len(unused):
+        st.markdown(f"**{len(unused)} rows are not used** (rejected, censored or filtered), with the reason:")
+        st.dataframe(
+            unused[["row", "status", "reason", "raw_formula", "raw_target"]].rename(
+                columns={"raw_formula": "formula", "raw_target": "target (as given)"}
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        st.download_button(
+            "Download the unused rows (CSV)",
+            unused_rows_csv(url, version.id),
+            file_name=f"{PurePath(version.source_filename or 'dataset').stem}-v{version.number}-unused-rows.csv",
+            mime="text/csv",
+            key=f"download_unused_{version.id}",
+        )
+
+
+def render_delete(url: str, version: VersionInfo) -> None:
+    """Two-step deletion of a version or its whole dataset, naming everything that depends on it.
+
+    Args:
+        url: database URL.
+        version: the version shown.
+    """
+    st.subheader("Delete")
+    scope = st.radio(
+        "What to delete",
+        ["version", "dataset"],
+        format_func={
+            "version": f"only version {version.number}",
+            "dataset": f"the whole dataset {version.dataset_name!r} (all its versions)",
+        }.__getitem__,
+        key=f"delete_scope_{version.id}",
+        horizontal=True,
+    )
+    if scope == "version":
+        found = dependents(url, version_id=version.id)
+    else:
+        found = dependents(url, dataset_id=version.dataset_id)
+    confirmed = st.checkbox(
+        "I understand; delete it", key=f"delete_confirm_{version.id}_{scope}"
+    )
+    if confirmed:
+        st.warning(found.describe() + " This cannot be undone.")
+    if not st.button("Delete permanently", disabled=not confirmed, key=f"delete_button_{version.id}_{scope}"):
+        return
+    if scope == "version":
+        delete_version(url, version.id)
+        what = f"version {version.number} of {version.dataset_name!r}"
+    else:
+        delete_dataset(url, version.dataset_id)
+        what = f"the dataset {version.dataset_name!r}"
+    if active_version_id() is not None:
+        set_active_version(None)
+    st.session_state[FLASH_KEY] = f"Deleted {what}."
+    st.rerun()
+
+
+def versions_section(url: str) -> None:
+    """The versions list, the summary of the chosen version, and deletion.
+
+    Args:
+        url: database URL.
+    """
+    datasets = list_datasets(url, **visibility())
+    if not datasets:
+        return
+    st.header("Dataset versions")
+    st.dataframe(versions_table(datasets), hide_index=True, width="stretch")
+    versions = {v.id: v for d in datasets for v in reversed(d.versions)}
+    ids = list(versions)
+    current = active_version_id()
+    chosen = st.selectbox(
+        "Show the summary of",
+        ids,
+        index=ids.index(current) if current in ids else 0,
+        format_func=lambda i: versions[i].label,
+    )
+    render_summary(url, versions[chosen])
+    render_reclean(versions[chosen])
+    render_delete(url, versions[chosen])
+
+
+def render_reclean(version: VersionInfo) -> None:
+    """Offer to clean the version's own uploaded file again with other options (→ a new version).
+
+    Args:
+        version: the version shown.
+    """
+    data = load_upload(version.source_sha256)
+    if data is None:
+        st.caption("The uploaded file of this version is not kept here, so it cannot be re-cleaned; upload it again.")
+        return
+    if not st.button("Re-clean this version with other options", key=f"reclean_{version.id}"):
+        return
+    _forget_upload()
+    name = version.settings.get("table_filename") or version.source_filename or "dataset.csv"
+    st.session_state[TABLE_KEY] = {"name": name, "data": data, "sha256": version.source_sha256, "file_id": None}
+    cif_zip = version.settings.get("cif_zip") or {}
+    zip_data = load_upload(cif_zip.get("sha256"))
+    if zip_data is not None:
+        st.session_state[ZIP_KEY] = {
+            "name": cif_zip.get("filename"), "data": zip_data, "sha256": cif_zip["sha256"], "file_id": None,
+        }
+    st.session_state[RECLEAN_KEY] = {"dataset_id": version.dataset_id, "settings": version.settings}
+    st.rerun()
