@@ -8,10 +8,12 @@ import streamlit as st
 
 from ui.auth import login_gate, sidebar_identity
 from ui.state import database, dataset_sidebar
+from ui.structure_viewer import warm_up_in_background
 
 st.set_page_config(page_title="COSNet Studio", page_icon="🧪", layout="wide")
 
 url = database()
+st.cache_resource(show_spinner=False)(warm_up_in_background)()  # crystal-toolkit loads once, in the background
 user = login_gate(url)  # with authentication configured, nothing below runs until someone logs in
 
 pages = [

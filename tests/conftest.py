@@ -16,6 +16,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """Keep everything the tests write out of the user's home: a session-wide data directory by default."""
+    if "COSNET_DATA_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["COSNET_DATA_DIR"] = tempfile.mkdtemp(prefix="cosnet-tests-")
+
+
 def shared_data_dir() -> Path:
     """Where the shared datasets are expected (may not exist)."""
     env = os.environ.get("COSNET_SHARED_DATA")
