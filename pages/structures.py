@@ -2,13 +2,30 @@
 
 import streamlit as st
 
-from ui.state import active_version_id
+from ui import structures_view as view
+from ui.state import active_version_id, database
+
+url = database()
 
 st.title("Structures")
 st.write(
     "Match each composition of the active dataset to crystal structures from the Materials Project, your own "
-    "structure library or the CIFs that came with the dataset, then accept or reject each match."
+    "structure library or the CIFs that came with the dataset, then accept or reject each match. Every decision "
+    "is recorded with its reviewer and time, and can be reverted."
 )
-if active_version_id() is None:
+version_id = active_version_id()
+if version_id is None:
     st.info("There is no dataset to match yet. Import one on the Datasets page first.")
     st.page_link("pages/datasets.py", label="Go to Datasets", icon="📄")
+    st.stop()
+
+view.show_flash()
+view.coverage_metrics(url, version_id)
+view.sources_panel(url)
+view.matching_panel(url, version_id)
+
+st.subheader("Review")
+entry_id = view.review_list(url, version_id)
+if entry_id is not None:
+    view.entry_panel(url, version_id, entry_id)
+view.history_panel(url, version_id, entry_id)
