@@ -17,6 +17,7 @@ Entries are
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -70,7 +71,9 @@ def structure_matcher():
     return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5, primitive_cell=True, scale=True)
 
 
+@functools.lru_cache(maxsize=65_536)
 def _reduced_formula(text: str) -> str:
+    """pymatgen's reduced formula of ``text`` (memoised: misses of a bulk match look the same formulas up again)."""
     return Composition(text).reduced_formula
 
 
