@@ -22,6 +22,11 @@ def pytest_configure(config) -> None:
         import tempfile
 
         os.environ["COSNET_DATA_DIR"] = tempfile.mkdtemp(prefix="cosnet-tests-")
+    # The test models are tiny: intra-op threads gain nothing, and on a busy 2-core machine (or beside Ray
+    # workers) spinning OpenMP threads make each small op far slower. One thread keeps tests fast and deterministic.
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path:

@@ -1,0 +1,137 @@
+"""Formulas → pymatgen ``Composition`` → ROOST input graphs (the input c of eq. (1)).
+
+A composition becomes a fully connected graph of its elements **with self-loops** (so a single element still has
+one edge to attend over). Node features are the element vectors of an :class:`ElementEmbedding`; each node also
+carries its fractional amount (amounts divided by their sum), which the ROOST attention uses as a weight.
+Because only fractions enter, ``Fe2O3``, ``O3Fe2`` and ``Fe4O6`` give the identical graph (elements are sorted by
+electronegativity then symbol, as pymatgen does).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from pymatgen.core import Composition
+from pymatgen.core.periodic_table import DummySpecies, Element
+from torch_geometric.data import Data
+
+from cosnet_core.embeddings import ElementEmbedding
+
+# An element symbol followed by an explicit zero amount ("Fe0O3", "Li0.0"); pymatgen drops such elements silently.
+_ZERO_AMOUNT = re.compile(r"[A-Z][a-z]?(?:0+(?:\.0*)?|\.0+)(?![\d.])")
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u00a0"
+
+
+class FormulaError(ValueError):
+    """A formula that cannot become a composition graph.
+
+    Attributes:
+        formula: the text as given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, formula: str, reason: str) -> None:
+        super().__init__(formula, reason)
+        self.formula = formula
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"formula {self.formula!r}: {self.reason}"
+
+
+def _clean(text: str) -> str:
+    cleaned = text
+    for char in _INVISIBLE:
+        cleaned = cleaned.replace(char, " ")
+    cleaned = cleaned.strip().strip("\"'").strip()
+    # Mixture notation "(Li2S)0.75 (P2S5)0.25": pymatgen reads it, but spaces elsewhere are noise.
+    return re.sub(r"\s+", "", cleaned)
+
+
+def parse_formula(text: str) -> Composition:
+    """Parse a formula as found in experimental tables.
+
+    Accepts fractional stoichiometry (``Li6.05P0.95Si0.05S5Br``), parentheses (``Ca3(PO4)2``) and mixture notation
+    (``(Li2S)0.75(P2S5)0.25`` = Li1.5 P0.5 S2, also with a space between the parts); strips quotes, whitespace and a
+    UTF-8 BOM.
+
+    Args:
+        text: the formula text.
+
+    Returns:
+        The composition (not normalised).
+
+    Raises:
+        FormulaError: empty, unparseable, negative or zero amounts, or unknown elements; names the formula.
+    """
+    if not isinstance(text, str):
+        raise FormulaError(str(text), f"expected a formula string, got {type(text).__name__}")
+    cleaned = _clean(text)
+    if not cleaned:
+        raise FormulaError(text, "the formula is empty")
+    if _ZERO_AMOUNT.search(cleaned):
+        raise FormulaError(text, "an element has a zero amount")
+    try:
+        composition = Composition(cleaned)
+    except Exception as error:  # pymatgen raises ValueError and others with terse messages
+        reason = "an amount is negative" if "negative" in str(error) else f"cannot be parsed ({error})"
+        raise FormulaError(text, reason) from error
+    unknown = [str(el) for el in composition if isinstance(el, DummySpecies)]
+    if unknown:
+        raise FormulaError(text, f"unknown element(s) {', '.join(unknown)}")
+    if len(composition) == 0 or composition.num_atoms <= 0:
+        raise FormulaError(text, "the formula has no atoms")
+    if any(amount <= 0 for amount in composition.values()):
+        raise FormulaError(text, "an element has a zero or negative amount")
+    return composition
+
+
+def element_fractions(composition: Composition) -> list[tuple[str, float]]:
+    """Elements with their fractional amounts (sum 1), in a canonical order.
+
+    Args:
+        composition: any composition (species are reduced to their elements).
+
+    Returns:
+        ``[(symbol, fraction), ...]`` sorted by electronegativity then symbol.
+    """
+    amounts = composition.element_composition.get_el_amt_dict()
+    total = sum(amounts.values())
+    return [(symbol, amounts[symbol] / total) for symbol in sorted(amounts, key=_sort_key)]
+
+
+def _sort_key(symbol: str) -> tuple[float, str]:
+    x = Element(symbol).X
+    return (x if x == x else 100.0, symbol)  # NaN electronegativity (noble gases) sorts last
+
+
+def composition_graph(composition: Composition, embedding: ElementEmbedding) -> Data:
+    """The ROOST input graph of one composition.
+
+    Args:
+        composition: the composition (any scale and order).
+        embedding: element vectors.
+
+    Returns:
+        ``Data`` with ``x`` float32 ``[n_el, dim]``, ``weights`` float32 ``[n_el, 1]`` (fractions, sum 1) and
+        ``edge_index`` long ``[2, n_el * n_el]`` (fully connected, self-loops included).
+
+    Raises:
+        FormulaError: an element has no vector in ``embedding`` or the composition is empty.
+    """
+    if len(composition) == 0 or composition.num_atoms <= 0:
+        raise FormulaError(composition.formula, "the composition has no atoms")
+    fractions = element_fractions(composition)
+    missing = [symbol for symbol, _ in fractions if symbol not in embedding]
+    if missing:
+        raise FormulaError(
+            composition.formula,
+            f"element(s) {', '.join(missing)} have no vector in the element embedding {embedding.name!r}",
+        )
+    x = torch.from_numpy(embedding.matrix[[embedding.index(s) for s, _ in fractions]].copy())
+    weights = torch.tensor([[fraction] for _, fraction in fractions], dtype=torch.float32)
+    n = len(fractions)
+    nodes = torch.arange(n)
+    edge_index = torch.stack([nodes.repeat_interleave(n), nodes.repeat(n)])
+    return Data(x=x, weights=weights, edge_index=edge_index, num_nodes=n)

@@ -1,0 +1,234 @@
+"""COSNet: composition–structure bimodal network, eqs. (1)–(10) of the paper.
+
+    C = g_C(c)                                   eq. (1)   (ROOST, :class:`RoostEncoder`)
+    S = g_S(s)                                   eq. (2)   (de-CGCNN, :class:`DeCGCNNEncoder`)
+    M = C·w_C + S·w_S   or   C·w_C ⊕ S·w_S         eq. (3)   (``fusion`` = "sum" or "concat")
+    w'_C = softplus(MLP_C^w(C))                  eq. (4)
+    w'_S = softplus(MLP_S^w(S)) · p_S            eq. (5)
+    w_C = w'_C / (w'_C + w'_S)                   eq. (6)
+    w_S = w'_S / (w'_C + w'_S)                   eq. (7)
+    p_S = 1 with a structure, 0 without          eq. (8)
+    M = C (or C ⊕ 0) when p_S = 0                eq. (9)
+    t = MLP^t(M)                                 eq. (10)
+
+The weights are scalars ([B]) or vectors of C's width ([B, h]) (``weight`` = "scalar" or "vector").
+Rows without a structure never run g_S or MLP_S^w: S and w'_S are exact zeros there, so w_C = w'_C / w'_C = 1
+exactly and M = C exactly. A constant 1e-6 is added to w'_C so that it can never underflow to zero (0/0).
+Composition-only learning is this network with p_S = 0 for every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cosnet_core.models.cgcnn import DeCGCNNEncoder, SafeBatchNorm1d
+from cosnet_core.models.roost import RoostEncoder
+from cosnet_core.structure import CELL_DESCRIPTOR_NAMES
+
+WEIGHT_FLOOR = 1e-6
+
+
+@dataclass
+class CosNetConfig:
+    """Architecture of COSNet (plain JSON types via :meth:`to_dict`).
+
+    Attributes:
+        element_dim: width of the element vectors (200 for matscholar200).
+        hidden_dim: width h of C and S.
+        roost_layers: message-passing layers of g_C.
+        roost_heads: attention heads of g_C.
+        cgcnn_layers: convolutions of g_S.
+        edge_dim: Gaussians per edge.
+        cell_dim: number of cell descriptors.
+        fusion: "sum" or "concat" (eq. (3)).
+        weight: "scalar" or "vector" modality weights.
+        head_hidden: hidden widths of MLP^t (eq. (10)).
+        weight_hidden: hidden widths of MLP_C^w and MLP_S^w (eqs. (4), (5)).
+    """
+
+    element_dim: int
+    hidden_dim: int = 64
+    roost_layers: int = 3
+    roost_heads: int = 3
+    cgcnn_layers: int = 3
+    edge_dim: int = 41
+    cell_dim: int = len(CELL_DESCRIPTOR_NAMES)
+    fusion: Literal["sum", "concat"] = "sum"
+    weight: Literal["scalar", "vector"] = "scalar"
+    head_hidden: tuple[int, ...] = (64, 32)
+    weight_hidden: tuple[int, ...] = (64, 32)
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("sum", "concat"):
+            raise ValueError(f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
+        if self.weight not in ("scalar", "vector"):
+            raise ValueError(f"weight must be 'scalar' or 'vector', got {self.weight!r}")
+        if self.hidden_dim < 2:
+            raise ValueError(f"hidden_dim must be at least 2, got {self.hidden_dim}")
+        self.head_hidden = tuple(int(v) for v in self.head_hidden)
+        self.weight_hidden = tuple(int(v) for v in self.weight_hidden)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CosNetConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are refused)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown CosNetConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+class CosNetOutput(NamedTuple):
+    """Per-row outputs of :class:`CosNet`.
+
+    Attributes:
+        prediction: t, ``[B]``.
+        composition_repr: C, ``[B, h]``.
+        structure_repr: S, ``[B, h]`` (zeros where p_S = 0).
+        composition_weight: w_C, ``[B]`` (scalar) or ``[B, h]`` (vector); exactly 1 where p_S = 0.
+        structure_weight: w_S, same shape; exactly 0 where p_S = 0.
+        fused_repr: M, ``[B, h]`` (sum) or ``[B, 2h]`` (concat).
+    """
+
+    prediction: torch.Tensor
+    composition_repr: torch.Tensor
+    structure_repr: torch.Tensor
+    composition_weight: torch.Tensor
+    structure_weight: torch.Tensor
+    fused_repr: torch.Tensor
+
+
+def normalised_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """Linear → BatchNorm → SiLU blocks, then a final Linear.
+
+    Args:
+        in_dim: input width.
+        hidden: hidden widths.
+        out_dim: output width.
+
+    Returns:
+        The network.
+    """
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), SafeBatchNorm1d(size), nn.SiLU()]
+        width = size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class CosNet(nn.Module):
+    """The bimodal network of eqs. (1)–(10).
+
+    Args:
+        config: the architecture.
+    """
+
+    def __init__(self, config: CosNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_dim
+        weight_width = 1 if config.weight == "scalar" else h
+        self.composition_encoder = RoostEncoder(
+            config.element_dim, h, config.roost_layers, config.roost_heads
+        )
+        self.structure_encoder = DeCGCNNEncoder(
+            config.element_dim, h, config.cgcnn_layers, config.edge_dim, config.cell_dim
+        )
+        self.composition_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
+        self.structure_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
+        fused_width = h if config.fusion == "sum" else 2 * h
+        self.head = normalised_mlp(fused_width, config.head_hidden, 1)
+        self.register_buffer("cell_mean", torch.zeros(config.cell_dim))
+        self.register_buffer("cell_std", torch.ones(config.cell_dim))
+
+    def set_cell_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the statistics used to normalise cell descriptors (saved in the state_dict).
+
+        Args:
+            mean: ``[cell_dim]``.
+            std: ``[cell_dim]``, positive.
+        """
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != self.cell_mean.shape or std.shape != self.cell_std.shape:
+            raise ValueError(f"cell statistics must have {self.config.cell_dim} values each")
+        if not torch.all(std > 0):
+            raise ValueError("cell standard deviations must be positive")
+        self.cell_mean.copy_(mean)
+        self.cell_std.copy_(std)
+
+    def encode_structures(self, batch) -> torch.Tensor:  # noqa: ANN001 - BimodalBatch
+        """S of eq. (2) for every row: g_S on the crystal graphs only, scattered into zeros.
+
+        Args:
+            batch: a BimodalBatch.
+
+        Returns:
+            ``[B, h]``, zeros for rows without a structure.
+        """
+        rows = len(batch.presence)
+        structure_repr = batch.presence.new_zeros(rows, self.config.hidden_dim)
+        if batch.structure is not None and batch.structure.num_graphs > 0:
+            cell = (batch.structure.cell - self.cell_mean) / self.cell_std
+            encoded = self.structure_encoder(batch.structure, cell)
+            structure_repr = structure_repr.index_copy(0, batch.structure_rows, encoded)
+        return structure_repr
+
+    def forward(self, batch) -> CosNetOutput:  # noqa: ANN001 - BimodalBatch
+        """Predict for a batch.
+
+        Args:
+            batch: a BimodalBatch (``composition``, ``structure``, ``presence``, ``structure_rows``).
+
+        Returns:
+            The prediction with C, S, w_C, w_S and M.
+        """
+        presence = batch.presence
+        composition_repr = self.composition_encoder(batch.composition)  # eq. (1)
+        structure_repr = self.encode_structures(batch)  # eq. (2)
+
+        raw_composition_weight = (
+            F.softplus(self.composition_weight_mlp(composition_repr)) + WEIGHT_FLOOR
+        )  # eq. (4)
+        raw_structure_weight = torch.zeros_like(raw_composition_weight)
+        rows = batch.structure_rows
+        if rows.numel() > 0:
+            present = F.softplus(self.structure_weight_mlp(structure_repr[rows]))
+            raw_structure_weight = raw_structure_weight.index_copy(0, rows, present)
+        raw_structure_weight = raw_structure_weight * presence[:, None]  # eq. (5), p_S of eq. (8)
+
+        total = raw_composition_weight + raw_structure_weight
+        composition_weight = raw_composition_weight / total  # eq. (6)
+        structure_weight = raw_structure_weight / total  # eq. (7)
+
+        if self.config.fusion == "sum":  # eqs. (3), (9)
+            fused = composition_repr * composition_weight + structure_repr * structure_weight
+        else:
+            fused = torch.cat(
+                [composition_repr * composition_weight, structure_repr * structure_weight], dim=1
+            )
+        prediction = self.head(fused).squeeze(1)  # eq. (10)
+
+        if self.config.weight == "scalar":
+            composition_weight, structure_weight = composition_weight.squeeze(1), structure_weight.squeeze(1)
+        return CosNetOutput(
+            prediction=prediction,
+            composition_repr=composition_repr,
+            structure_repr=structure_repr,
+            composition_weight=composition_weight,
+            structure_weight=structure_weight,
+            fused_repr=fused,
+        )

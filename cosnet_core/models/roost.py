@@ -1,0 +1,145 @@
+"""The composition encoder g_C of eq. (1): ROOST (Goodall & Lee, Nat. Commun. 11, 6280, 2020).
+
+A composition is a fully connected graph of its elements (self-loops included). Every node starts from its element
+vector (projected to ``hidden_dim - 1``) concatenated with its fractional amount w_j. Each message-passing layer
+updates the nodes by weighted soft attention over the other elements, with several heads averaged:
+
+    e_ij^k = f_k(h_i ⊕ h_j)                                        (attention logit, head k)
+    a_ij^k = w_j^{p_k} exp(e_ij^k) / Σ_l w_l^{p_k} exp(e_il^k)      (the amounts raised to a learnable power p_k)
+    h_i' = h_i + (1/K) Σ_k Σ_j a_ij^k g_k(h_i ⊕ h_j)
+
+The readout pools the nodes of each composition the same way (attention weighted by w_i^{p_k}, heads averaged),
+giving C = g_C(c) of width ``hidden_dim``. ``w^p exp(e)`` is computed as ``softmax(e + p log w)``, which is the
+same number and numerically stable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.utils import softmax
+
+
+def simple_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """Linear layers with SiLU between them (no activation after the last).
+
+    Args:
+        in_dim: input width.
+        hidden: hidden widths.
+        out_dim: output width.
+
+    Returns:
+        The network.
+    """
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.SiLU()]
+        width = size
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class WeightedAttentionLayer(nn.Module):
+    """One ROOST message-passing layer (weighted soft attention, several heads, residual update).
+
+    Args:
+        hidden_dim: node width.
+        heads: number of attention heads K.
+    """
+
+    def __init__(self, hidden_dim: int, heads: int) -> None:
+        super().__init__()
+        self.gates = nn.ModuleList(simple_mlp(2 * hidden_dim, (hidden_dim,), 1) for _ in range(heads))
+        self.messages = nn.ModuleList(
+            simple_mlp(2 * hidden_dim, (hidden_dim,), hidden_dim) for _ in range(heads)
+        )
+        self.powers = nn.Parameter(torch.ones(heads))
+
+    def forward(self, h: torch.Tensor, log_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Update the nodes.
+
+        Args:
+            h: node features ``[N, hidden]``.
+            log_weights: ``log w`` per node ``[N, 1]``.
+            edge_index: ``[2, E]`` (row 0 = source j, row 1 = target i).
+
+        Returns:
+            Updated node features ``[N, hidden]``.
+        """
+        source, target = edge_index
+        pair = torch.cat([h[target], h[source]], dim=1)
+        update = torch.zeros_like(h)
+        for k, (gate, message) in enumerate(zip(self.gates, self.messages, strict=True)):
+            logits = gate(pair) + self.powers[k] * log_weights[source]
+            attention = softmax(logits, target, num_nodes=h.shape[0])
+            update = update.index_add(0, target, attention * message(pair))
+        return h + update / len(self.gates)
+
+
+class WeightedAttentionPooling(nn.Module):
+    """Readout: per composition, Σ_i a_i^k g_k(h_i) with a_i^k ∝ w_i^{p_k} exp(f_k(h_i)), heads averaged.
+
+    Args:
+        hidden_dim: node width.
+        heads: number of heads.
+    """
+
+    def __init__(self, hidden_dim: int, heads: int) -> None:
+        super().__init__()
+        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (hidden_dim,), 1) for _ in range(heads))
+        self.messages = nn.ModuleList(simple_mlp(hidden_dim, (hidden_dim,), hidden_dim) for _ in range(heads))
+        self.powers = nn.Parameter(torch.ones(heads))
+
+    def forward(
+        self, h: torch.Tensor, log_weights: torch.Tensor, batch: torch.Tensor, size: int
+    ) -> torch.Tensor:
+        """Pool nodes into one vector per composition.
+
+        Args:
+            h: node features ``[N, hidden]``.
+            log_weights: ``log w`` per node ``[N, 1]``.
+            batch: graph index of each node ``[N]``.
+            size: number of graphs.
+
+        Returns:
+            ``[size, hidden]``.
+        """
+        pooled = h.new_zeros(size, h.shape[1])
+        for k, (gate, message) in enumerate(zip(self.gates, self.messages, strict=True)):
+            attention = softmax(gate(h) + self.powers[k] * log_weights, batch, num_nodes=size)
+            pooled = pooled.index_add(0, batch, attention * message(h))
+        return pooled / len(self.gates)
+
+
+class RoostEncoder(nn.Module):
+    """g_C of eq. (1): composition graph → C.
+
+    Args:
+        element_dim: width of the element vectors.
+        hidden_dim: width of the nodes and of C.
+        layers: number of message-passing layers.
+        heads: attention heads per layer and in the readout.
+    """
+
+    def __init__(self, element_dim: int, hidden_dim: int = 64, layers: int = 3, heads: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Linear(element_dim, hidden_dim - 1)
+        self.layers = nn.ModuleList(WeightedAttentionLayer(hidden_dim, heads) for _ in range(layers))
+        self.readout = WeightedAttentionPooling(hidden_dim, heads)
+
+    def forward(self, composition) -> torch.Tensor:  # noqa: ANN001 - a torch_geometric Batch
+        """Encode a batch of composition graphs.
+
+        Args:
+            composition: ``Batch`` with ``x``, ``weights``, ``edge_index`` and ``batch``.
+
+        Returns:
+            C, ``[num_graphs, hidden_dim]``.
+        """
+        weights = composition.weights
+        h = torch.cat([self.embed(composition.x), weights], dim=1)
+        log_weights = torch.log(weights.clamp(min=1e-12))
+        for layer in self.layers:
+            h = layer(h, log_weights, composition.edge_index)
+        return self.readout(h, log_weights, composition.batch, composition.num_graphs)
