@@ -1,0 +1,246 @@
+"""Trained models on disk: one file per model, loadable with ``torch.load(path, weights_only=True)``.
+
+An artifact holds only plain tensors, dicts, lists, strings and numbers:
+
+* ``state_dict``: the weights (cell-descriptor normalisation ``cell_mean``/``cell_std`` included);
+* ``cosnet_config`` and ``train_config``: the architecture and the training settings (mode, embedding, ...);
+* ``target_mean`` / ``target_std``: the target normaliser of the training split;
+* ``featurizer_version``, ``embedding_name``, ``embedding_version``, ``code_version``;
+* ``cell_mean`` / ``cell_std`` (also as lists, for reading without torch), ``best_epoch``, ``best_val_mae``,
+  ``history``.
+
+Predicting needs nothing but the artifact and the embedding files shipped in the matminer wheel. A directory of
+artifacts (one per seed) is an ensemble: :func:`load_ensemble` averages them per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cosnet_core import __version__ as CODE_VERSION
+
+if TYPE_CHECKING:
+    from cosnet_core.data import Sample
+    from cosnet_core.models.cosnet import CosNet
+    from cosnet_core.predict import Predictions
+    from cosnet_core.structure import GraphCache
+    from cosnet_core.train import FitResult, TargetNormalizer, TrainConfig
+
+ARTIFACT_FORMAT = "cosnet-artifact"
+ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_SUFFIX = ".pt"
+
+
+class ArtifactError(ValueError):
+    """A file that is not a usable COSNet artifact (the message names the file and the reason)."""
+
+
+def save_artifact(path: str | Path, result: FitResult) -> Path:
+    """Write a fitted model as one artifact file.
+
+    Args:
+        path: destination file (parents are created); ``.pt`` is conventional.
+        result: the outcome of :func:`cosnet_core.train.fit`.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").clone() for k, v in result.model.state_dict().items()}
+    artifact = {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_FORMAT_VERSION,
+        "state_dict": state,
+        "cosnet_config": result.model.config.to_dict(),
+        "train_config": result.config.to_dict(),
+        "target_mean": float(result.normalizer.mean),
+        "target_std": float(result.normalizer.std),
+        "featurizer_version": result.featurizer_version,
+        "embedding_name": result.config.embedding,
+        "embedding_version": result.embedding_version,
+        "cell_mean": state["cell_mean"].tolist() if "cell_mean" in state else [],
+        "cell_std": state["cell_std"].tolist() if "cell_std" in state else [],
+        "code_version": CODE_VERSION,
+        "best_epoch": int(result.best_epoch),
+        "best_val_mae": float(result.best_val_mae) if math.isfinite(result.best_val_mae) else -1.0,
+        "history": [dataclasses.asdict(report) for report in result.history],
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(artifact, temporary)
+    temporary.replace(path)
+    return path
+
+
+@dataclass
+class TrainedModel:
+    """A model loaded from an artifact, ready to predict.
+
+    Attributes:
+        model: COSNet in eval mode, on CPU.
+        config: the training configuration (``mode`` decides whether structures are used).
+        normalizer: the target normaliser.
+        path: the artifact file.
+        metadata: the artifact's other entries (versions, best epoch, history).
+    """
+
+    model: CosNet
+    config: TrainConfig
+    normalizer: TargetNormalizer
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def mode(self) -> str:
+        """The training mode ("composition", "bimodal-aug" or "bimodal")."""
+        return self.config.mode
+
+    def predict(
+        self, samples: Sequence[Sample], *, cache: GraphCache | None = None, device: str | None = None
+    ) -> Predictions:
+        """Predict rows (see :func:`cosnet_core.predict.predict_samples`).
+
+        Args:
+            samples: the rows; structures are used unless the model is a "composition" model.
+            cache: optional crystal-graph cache.
+            device: where to run (default CPU).
+
+        Returns:
+            Per-row prediction, w_C, has_structure, C and S.
+        """
+        from cosnet_core.predict import predict_samples
+
+        return predict_samples(self, samples, cache=cache, device=device)
+
+
+def load_artifact(path: str | Path) -> TrainedModel:
+    """Read an artifact with ``torch.load(weights_only=True)`` and rebuild the model.
+
+    A different embedding or featurizer version than the installed one gives a warning (predictions may differ
+    from those at training time), not an error.
+
+    Args:
+        path: the artifact file.
+
+    Returns:
+        The :class:`TrainedModel`.
+
+    Raises:
+        ArtifactError: missing file, not an artifact, or weights that do not fit the configuration.
+    """
+    from cosnet_core.embeddings import load_element_embedding
+    from cosnet_core.models.cosnet import CosNet, CosNetConfig
+    from cosnet_core.structure import FEATURIZER_VERSION
+    from cosnet_core.train import TargetNormalizer, TrainConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    try:
+        artifact = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ArtifactError(f"{path}: cannot be read as a COSNet artifact ({type(error).__name__}: {error})") from error
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path}: not a COSNet artifact")
+    if artifact.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
+        raise ArtifactError(f"{path}: written by a newer COSNet Studio (format {artifact['format_version']})")
+    config = TrainConfig.from_dict(artifact["train_config"])
+    model = CosNet(CosNetConfig.from_dict(artifact["cosnet_config"]))
+    try:
+        model.load_state_dict(artifact["state_dict"])
+    except RuntimeError as error:
+        raise ArtifactError(f"{path}: the weights do not fit the stored configuration ({error})") from error
+    model.eval()
+    embedding = load_element_embedding(artifact["embedding_name"])
+    if embedding.version != artifact["embedding_version"]:
+        warnings.warn(
+            f"{path.name}: trained with embedding {artifact['embedding_version']}, installed is {embedding.version}",
+            stacklevel=2,
+        )
+    if artifact["featurizer_version"] != FEATURIZER_VERSION:
+        warnings.warn(
+            f"{path.name}: trained with featurizer {artifact['featurizer_version']}, installed is "
+            f"{FEATURIZER_VERSION}",
+            stacklevel=2,
+        )
+    metadata = {k: v for k, v in artifact.items() if k not in ("state_dict",)}
+    normalizer = TargetNormalizer(mean=artifact["target_mean"], std=artifact["target_std"])
+    return TrainedModel(model=model, config=config, normalizer=normalizer, path=path, metadata=metadata)
+
+
+def artifact_paths(path: str | Path) -> list[Path]:
+    """The artifact files of a model path: the file itself, or every ``*.pt`` in a directory (and its
+    ``models/`` subfolder, as written by the command line), sorted by name.
+
+    Args:
+        path: an artifact file or a directory.
+
+    Returns:
+        The files.
+
+    Raises:
+        ArtifactError: nothing found.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.glob(f"*{ARTIFACT_SUFFIX}")) or sorted((path / "models").glob(f"*{ARTIFACT_SUFFIX}"))
+        if found:
+            return found
+        raise ArtifactError(f"{path}: no *{ARTIFACT_SUFFIX} model files in this folder or its models/ folder")
+    raise ArtifactError(f"{path}: no such model file or folder")
+
+
+@dataclass
+class Ensemble:
+    """Several trained models (e.g. one per seed) predicting together."""
+
+    members: list[TrainedModel]
+
+    def predict(self, samples: Sequence[Sample], *, cache: GraphCache | None = None) -> pd.DataFrame:
+        """Mean and standard deviation per row over the members.
+
+        Args:
+            samples: the rows.
+            cache: optional crystal-graph cache.
+
+        Returns:
+            A table ``id, prediction, prediction_std, has_structure, w_c`` (w_C averaged over members; the std is
+            the population std, 0 for one member).
+        """
+        from cosnet_core.evaluate import ensemble_predictions
+
+        runs = [member.predict(samples, cache=cache) for member in self.members]
+        mean, std = ensemble_predictions([run.prediction for run in runs])
+        return pd.DataFrame(
+            {
+                "id": runs[0].ids,
+                "prediction": mean,
+                "prediction_std": std,
+                "has_structure": runs[0].has_structure,
+                "w_c": np.mean([run.composition_weight for run in runs], axis=0),
+            }
+        )
+
+
+def load_ensemble(path: str | Path) -> Ensemble:
+    """Load one artifact or a directory of artifacts as an :class:`Ensemble`.
+
+    Args:
+        path: an artifact file or a directory of them.
+
+    Returns:
+        The ensemble.
+    """
+    return Ensemble([load_artifact(p) for p in artifact_paths(path)])

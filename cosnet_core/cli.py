@@ -1,0 +1,405 @@
+"""Command line: ``python -m cosnet_core {train,predict,reproduce}`` on plain files, no app, no database.
+
+``train`` writes into OUTDIR:
+
+* ``metrics.json``: ``{"mode", "seeds", "split", "epochs", "test": {"all"|"without_structure"|"with_structure":
+  {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std", "n"}}, "alignment_r2",
+  "alignment_r2_std", "per_seed": [...]}``;
+* ``predictions.csv``: ``id, composition, split, seed, target, prediction, has_structure, w_c`` for every row and seed;
+* ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
+* ``history.csv`` (``seed, epoch, train_loss, val_mae, seconds, lr``) and ``input_errors.csv`` when rows were refused.
+
+``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``.
+``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``), Table 2 (``table2.csv``) and
+Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
+
+Input problems are reported per row (a table on stderr and a CSV file); fatal problems end with one line
+``error: <reason>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PREDICTION_COLUMNS = ("id", "composition", "split", "seed", "target", "prediction", "has_structure", "w_c")
+PREDICT_COLUMNS = ("id", "composition", "prediction", "prediction_std", "has_structure", "w_c")
+
+
+class CliError(Exception):
+    """A fatal problem, reported as one line."""
+
+
+def _say(message: str, *, quiet: bool = False) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _add_table_arguments(parser: argparse.ArgumentParser, *, with_target: bool) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="CSV (or .tsv) table, UTF-8")
+    parser.add_argument("--formula-col", required=True, help="column holding the formula")
+    if with_target:
+        parser.add_argument("--target-col", required=True, help="column holding the measured property")
+        parser.add_argument(
+            "--target-transform", choices=("none", "log10"), default="none",
+            help="log10 for quantities spanning decades (e.g. conductivity in S/cm)",
+        )
+        parser.add_argument("--split-col", help="column with train/val/test labels (val carved from train if absent)")
+    parser.add_argument("--structure-col", help="column with a structure file name inside --structures (empty = none)")
+    parser.add_argument("--structures", type=Path, help="folder of CIF files")
+    parser.add_argument("--id-col", help="column with unique row ids (default: row<line>)")
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    from cosnet_core.hparams import PAPER_DEFAULTS
+
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(PAPER_DEFAULTS["seeds"]))
+    parser.add_argument("--epochs", type=int, default=PAPER_DEFAULTS["epochs"])
+    parser.add_argument(
+        "--split", choices=("random", "grouped"), default="random",
+        help="random 60/20/20 as in the paper, or grouped by composition (recommended when compositions repeat)",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rows for test")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=PAPER_DEFAULTS["batch_size"])
+    parser.add_argument("--lr", type=float, default=PAPER_DEFAULTS["lr"])
+    parser.add_argument("--weight-decay", type=float, default=PAPER_DEFAULTS["weight_decay"])
+    parser.add_argument("--lr-decay", type=float, default=PAPER_DEFAULTS["lr_decay"])
+    parser.add_argument("--loss", choices=("l1", "mse"), default="l1")
+    parser.add_argument("--fusion", choices=("sum", "concat"), default=PAPER_DEFAULTS["fusion"])
+    parser.add_argument("--weight", choices=("scalar", "vector"), default=PAPER_DEFAULTS["weight"])
+    parser.add_argument("--hidden-dim", type=int, default=PAPER_DEFAULTS["hidden_dim"])
+    parser.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
+    parser.add_argument("--grad-clip", type=float, default=None, help="maximum gradient norm")
+    parser.add_argument("--embedding", default="matscholar200", help="matscholar200, cgcnn92, megnet16 or a JSON path")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m cosnet_core``.
+
+    Returns:
+        The parser with the ``train``, ``predict`` and ``reproduce`` commands.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m cosnet_core",
+        description="COSNet: composition-structure bimodal learning for experimentally measured properties.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one model per seed and evaluate on the test split")
+    _add_table_arguments(train, with_target=True)
+    train.add_argument("--mode", choices=("composition", "bimodal-aug", "bimodal"), default="bimodal-aug")
+    _add_training_arguments(train)
+    train.add_argument("--out", required=True, type=Path, help="output folder")
+
+    predict = commands.add_parser("predict", help="predict a table with a trained model (or a folder of seeds)")
+    predict.add_argument("--model", required=True, type=Path, help="OUTDIR of train, a models/ folder or one .pt")
+    _add_table_arguments(predict, with_target=False)
+    predict.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
+    predict.add_argument("--device", default="cpu")
+
+    reproduce = commands.add_parser("reproduce", help="the three modes × seeds: Table 1, Table 2 and Figure 2 rows")
+    _add_table_arguments(reproduce, with_target=True)
+    reproduce.add_argument("--modes", nargs="+", default=["composition", "bimodal-aug", "bimodal"])
+    _add_training_arguments(reproduce)
+    reproduce.add_argument(
+        "--fractions", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        help="Figure 2: shares of structured rows whose structure is hidden (none = skip Figure 2)",
+    )
+    reproduce.add_argument("--out", required=True, type=Path, help="report folder")
+    return parser
+
+
+def _train_config(args: argparse.Namespace, mode: str) -> Any:
+    from cosnet_core.train import TrainConfig
+
+    return TrainConfig(
+        mode=mode, lr=args.lr, weight_decay=args.weight_decay, lr_decay=args.lr_decay, epochs=args.epochs,
+        batch_size=args.batch_size, loss=args.loss, grad_clip=args.grad_clip,
+        early_stopping_patience=args.patience, device=args.device, embedding=args.embedding,
+        hidden_dim=args.hidden_dim, fusion=args.fusion, weight=args.weight,
+    )
+
+
+def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Path) -> list:
+    from cosnet_core.embeddings import load_element_embedding
+    from cosnet_core.tabular import read_table
+
+    embedding = load_element_embedding(getattr(args, "embedding", "matscholar200"))
+    table = read_table(
+        args.data, formula_col=args.formula_col,
+        target_col=args.target_col if with_target else None,
+        structure_col=args.structure_col, structures_dir=args.structures,
+        split_col=getattr(args, "split_col", None), id_col=args.id_col,
+        target_transform=getattr(args, "target_transform", "none"), embedding=embedding,
+    )
+    if not table.errors.empty:
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        table.errors.to_csv(error_file, index=False)
+        _say(table.error_message() + f"\n(all refused rows are listed in {error_file})")
+    if not table.samples:
+        raise CliError(f"no usable row in {args.data} (see {error_file})")
+    return table.samples
+
+
+def _split(samples: list, args: argparse.Namespace, seed: int) -> Any:
+    from cosnet_core.splits import split_samples
+
+    test = args.test_fraction
+    val = args.val_fraction
+    if args.split_col:
+        return split_samples(samples, "column", seed=seed, val_fraction=val / max(1 - test, 1e-9))
+    return split_samples(samples, args.split, seed=seed, fractions=(1 - val - test, val, test))
+
+
+def run_training(
+    samples: list, args: argparse.Namespace, mode: str, out: Path, cache: Any = None
+) -> dict[str, Any]:
+    """Fit one model per seed, save artifacts, predictions, history and metrics into ``out``.
+
+    Args:
+        samples: all rows (with targets).
+        args: parsed ``train``/``reproduce`` arguments.
+        mode: training mode.
+        out: output folder.
+        cache: optional crystal-graph cache shared by the seeds.
+
+    Returns:
+        The metrics dictionary written to ``out/metrics.json``.
+    """
+    from cosnet_core.artifact import save_artifact
+    from cosnet_core.evaluate import (
+        alignment_r2,
+        mean_std,
+        subset_metrics,
+        summarize_over_seeds,
+        volume_per_atom,
+    )
+    from cosnet_core.train import fit
+
+    out.mkdir(parents=True, exist_ok=True)
+    prediction_frames, history_rows, per_seed_metrics, per_seed_alignment = [], [], [], []
+    for seed in args.seeds:
+        split = _split(samples, args, seed)
+        n_train, n_val, n_test = split.sizes()
+        _say(f"[{mode}] seed {seed}: {n_train} train / {n_val} val / {n_test} test rows", quiet=args.quiet)
+        config = dataclasses.replace(_train_config(args, mode), seed=seed)
+
+        def report(epoch_report: Any, seed: int = seed) -> None:
+            history_rows.append({"seed": seed, **dataclasses.asdict(epoch_report)})
+            if not args.quiet and (epoch_report.epoch % 10 == 0 or epoch_report.epoch == 1):
+                _say(
+                    f"  epoch {epoch_report.epoch}: train loss {epoch_report.train_loss:.4f}, "
+                    f"val MAE {epoch_report.val_mae:.4f} ({epoch_report.seconds:.1f} s)"
+                )
+
+        result = fit(split.train, split.val, config, callback=report, cache=cache)
+        save_artifact(out / "models" / f"seed_{seed}.pt", result)
+        for part_name, part in (("train", split.train), ("val", split.val), ("test", split.test)):
+            if not part:
+                continue
+            predicted = result.predict(part, cache=cache)
+            prediction_frames.append(
+                pd.DataFrame(
+                    {
+                        "id": predicted.ids,
+                        "composition": [s.formula.strip() or s.composition.formula for s in part],
+                        "split": part_name,
+                        "seed": seed,
+                        "target": [s.target for s in part],
+                        "prediction": predicted.prediction,
+                        "has_structure": predicted.has_structure,
+                        "w_c": predicted.composition_weight,
+                    }
+                )
+            )
+            if part_name == "test":
+                target = np.array([s.target for s in part], dtype=float)
+                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure)
+                per_seed_metrics.append(metrics)
+                rows = np.flatnonzero(predicted.has_structure)
+                volumes = [volume_per_atom(part[i].structure) for i in rows]
+                per_seed_alignment.append(
+                    alignment_r2(predicted.composition_repr[rows], volumes, seed=seed) if len(rows) else math.nan
+                )
+                _say(
+                    f"  best epoch {result.best_epoch} (val MAE {result.best_val_mae:.4f}); test MAE "
+                    f"{metrics['all']['mae']:.4f} on {metrics['all']['n']} rows",
+                    quiet=args.quiet,
+                )
+    predictions = pd.concat(prediction_frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
+    predictions.to_csv(out / "predictions.csv", index=False)
+    pd.DataFrame(history_rows).to_csv(out / "history.csv", index=False)
+    alignment_mean, alignment_std = mean_std(per_seed_alignment)
+    metrics = {
+        "mode": mode,
+        "seeds": list(args.seeds),
+        "split": "column" if args.split_col else args.split,
+        "epochs": args.epochs,
+        "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
+        "alignment_r2": None if math.isnan(alignment_mean) else alignment_mean,
+        "alignment_r2_std": None if math.isnan(alignment_std) else alignment_std,
+        "alignment_r2_method": "5-fold KFold cross-validated R² of standardised RidgeCV from C to volume per atom",
+        "per_seed": [
+            {"seed": seed, "test": metric, "alignment_r2": None if math.isnan(a) else a}
+            for seed, metric, a in zip(args.seeds, per_seed_metrics, per_seed_alignment, strict=False)
+        ],
+    }
+    (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2))
+    return metrics
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """``train``: see the module docstring."""
+    from cosnet_core.structure import GraphCache
+
+    samples = _read_samples(args, with_target=True, error_file=args.out / "input_errors.csv")
+    with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
+        metrics = run_training(samples, args, args.mode, args.out, cache=GraphCache(folder))
+    summary = metrics["test"].get("all", {})
+    _say(
+        f"test MAE {summary.get('mae_mean', float('nan')):.4f} ± {summary.get('mae_std', float('nan')):.4f} "
+        f"over {len(args.seeds)} seed(s); results in {args.out}",
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    """``predict``: see the module docstring."""
+    from cosnet_core.artifact import load_ensemble
+
+    ensemble = load_ensemble(args.model)
+    args.embedding = ensemble.members[0].config.embedding
+    error_file = args.out.with_name(args.out.stem + ".errors.csv")
+    samples = _read_samples(args, with_target=False, error_file=error_file)
+    for member in ensemble.members:
+        member.model.to(args.device)
+    table = ensemble.predict(samples)
+    table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table[list(PREDICT_COLUMNS)].to_csv(args.out, index=False)
+    _say(f"{len(table)} prediction(s) from {len(ensemble.members)} model(s) written to {args.out}")
+    return 0
+
+
+def command_reproduce(args: argparse.Namespace) -> int:
+    """``reproduce``: Table 1 and Table 2 rows per mode, and Figure 2."""
+    from cosnet_core.evaluate import is_significant_difference, structure_fraction_experiment
+    from cosnet_core.structure import GraphCache
+
+    out: Path = args.out
+    samples = _read_samples(args, with_target=True, error_file=out / "input_errors.csv")
+    table1, table2 = [], []
+    with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
+        cache = GraphCache(folder)
+        results = {}
+        for mode in args.modes:
+            results[mode] = run_training(samples, args, mode, out / mode, cache=cache)
+            for subset, entry in results[mode]["test"].items():
+                table1.append({"mode": mode, "subset": subset, **entry})
+            table2.append(
+                {"mode": mode, "alignment_r2_mean": results[mode]["alignment_r2"],
+                 "alignment_r2_std": results[mode]["alignment_r2_std"]}
+            )
+        frame1 = pd.DataFrame(table1)
+        if "composition" in results:
+            reference = {row["subset"]: row for row in table1 if row["mode"] == "composition"}
+            frame1["significant_vs_composition"] = [
+                is_significant_difference(row["mae_mean"], row["mae_std"], reference[row["subset"]]["mae_mean"],
+                                          reference[row["subset"]]["mae_std"])
+                if row["mode"] != "composition" else False
+                for row in table1
+            ]
+        frame1.to_csv(out / "table1.csv", index=False)
+        pd.DataFrame(table2).to_csv(out / "table2.csv", index=False)
+        if args.fractions:
+            figure_modes = [m for m in args.modes if m != "composition"] or list(args.modes)
+            split = _split(samples, args, args.seeds[0])
+            figure = structure_fraction_experiment(
+                split.train, split.val, split.test, _train_config(args, figure_modes[0]),
+                fractions=args.fractions, modes=figure_modes, seeds=args.seeds, cache=cache,
+            )
+            figure.to_csv(out / "figure2.csv", index=False)
+            summary = figure.groupby(["hidden_fraction", "mode"])["test_mae"].agg(["mean", "std"]).reset_index()
+            summary.to_csv(out / "figure2_summary.csv", index=False)
+            _plot_figure2(summary, out / "figure2.png")
+    _say(f"Table 1, Table 2 and Figure 2 written to {out}", quiet=args.quiet)
+    return 0
+
+
+def _plot_figure2(summary: pd.DataFrame, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for mode, rows in summary.groupby("mode"):
+        axis.errorbar(rows["hidden_fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", label=mode)
+    axis.set_xlabel("share of structures hidden")
+    axis.set_ylabel("test MAE")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+COMMANDS = {"train": command_train, "predict": command_predict, "reproduce": command_reproduce}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m cosnet_core``.
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 on a fatal error (one line ``error: ...`` on stderr).
+    """
+    from cosnet_core.artifact import ArtifactError
+    from cosnet_core.composition import FormulaError
+    from cosnet_core.splits import SplitError
+    from cosnet_core.structure import StructureError
+    from cosnet_core.tabular import TableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, TableError, SplitError, ArtifactError, FormulaError, StructureError, ValueError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # never a traceback for the user unless asked
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
+        return 2

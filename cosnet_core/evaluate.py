@@ -1,0 +1,303 @@
+"""Evaluation with the paper's protocol: Table 1 errors per subset, Table 2 alignment, Figures 2 and 3.
+
+* Table 1: MAE (and RMSE, R²) on all test rows, on those without a structure and on those with one, as mean ± std
+  over seeds (:func:`subset_metrics`, :func:`summarize_over_seeds`).
+* Table 2: how well the composition representation C predicts the volume per atom V_a
+  (:func:`alignment_r2`).
+* Figure 2: test MAE when the structures of a growing share of rows are hidden (:func:`structure_fraction_experiment`).
+* Figure 3: w_C per sample, read from the prediction table (:func:`composition_weights`).
+* The paper's significance criterion (:func:`is_significant_difference`) and seed ensembles
+  (:func:`ensemble_predictions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # heavy imports only where used
+    from cosnet_core.train import TrainConfig
+
+SUBSETS = ("all", "without_structure", "with_structure")
+HIDDEN_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def regression_metrics(target: Sequence[float], prediction: Sequence[float]) -> dict[str, float]:
+    """MAE, RMSE and R² of one set of predictions.
+
+    Args:
+        target: true values.
+        prediction: predicted values (same length).
+
+    Returns:
+        ``{"mae", "rmse", "r2", "n"}``; the errors are NaN for an empty set and R² is NaN when the targets are
+        constant or fewer than 2.
+    """
+    y = np.asarray(target, dtype=float)
+    p = np.asarray(prediction, dtype=float)
+    if y.shape != p.shape:
+        raise ValueError(f"target and prediction differ in length: {y.shape} vs {p.shape}")
+    n = int(y.size)
+    if n == 0:
+        return {"mae": float("nan"), "rmse": float("nan"), "r2": float("nan"), "n": 0}
+    error = p - y
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((error**2).sum()) / ss_tot if n >= 2 and ss_tot > 0 else float("nan")
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "r2": r2,
+        "n": n,
+    }
+
+
+def subset_metrics(
+    target: Sequence[float], prediction: Sequence[float], has_structure: Sequence[bool]
+) -> dict[str, dict[str, float]]:
+    """Table 1's three subsets: all rows, rows without a structure, rows with one.
+
+    Args:
+        target: true values.
+        prediction: predicted values.
+        has_structure: whether each row has a crystal structure in the data.
+
+    Returns:
+        ``{"all"|"without_structure"|"with_structure": regression_metrics(...)}``.
+    """
+    y = np.asarray(target, dtype=float)
+    p = np.asarray(prediction, dtype=float)
+    mask = np.asarray(has_structure, dtype=bool)
+    return {
+        "all": regression_metrics(y, p),
+        "without_structure": regression_metrics(y[~mask], p[~mask]),
+        "with_structure": regression_metrics(y[mask], p[mask]),
+    }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) over seeds, ignoring NaN; std is 0 for a single value.
+
+    Args:
+        values: one number per seed.
+
+    Returns:
+        ``(mean, std)``; ``(nan, nan)`` when no value is finite.
+    """
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return float("nan"), float("nan")
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), std
+
+
+def summarize_over_seeds(per_seed: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean ± std over seeds of :func:`subset_metrics` results.
+
+    Args:
+        per_seed: one ``subset_metrics`` result per seed.
+
+    Returns:
+        ``{subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std", "n"}}``, where ``n`` is
+        the test size of the first seed (the same for every seed when the split is fixed).
+    """
+    summary: dict[str, dict[str, float]] = {}
+    for subset in SUBSETS:
+        entry: dict[str, float] = {}
+        for metric in ("mae", "rmse", "r2"):
+            mean, std = mean_std([result[subset][metric] for result in per_seed])
+            entry[f"{metric}_mean"] = mean
+            entry[f"{metric}_std"] = std
+        entry["n"] = int(per_seed[0][subset]["n"]) if per_seed else 0
+        summary[subset] = entry
+    return summary
+
+
+def is_significant_difference(mean_a: float, std_a: float, mean_b: float, std_b: float) -> bool:
+    """The paper's criterion: two results differ significantly when their means differ by more than the sum of
+    their standard deviations.
+
+    Args:
+        mean_a: mean of result A (e.g. MAE over seeds).
+        std_a: its standard deviation.
+        mean_b: mean of result B.
+        std_b: its standard deviation.
+
+    Returns:
+        True when ``|mean_a - mean_b| > std_a + std_b``.
+    """
+    return abs(mean_a - mean_b) > std_a + std_b
+
+
+def volume_per_atom(structure: Any) -> float:
+    """V_a of Table 2: cell volume divided by the number of atoms (occupancy-weighted, so disordered cells count
+    their mean number of atoms).
+
+    Args:
+        structure: a pymatgen ``Structure``.
+
+    Returns:
+        Volume per atom in Å³.
+    """
+    return float(structure.volume / structure.composition.num_atoms)
+
+
+def alignment_r2(
+    composition_repr: np.ndarray, volume: Sequence[float], *, n_splits: int = 5, seed: int = 0
+) -> float:
+    """Table 2's alignment score: how linearly the composition representation C predicts the volume per atom.
+
+    The paper fits a linear regression from C (the output of g_C, eq. (1)) to V_a over the test rows that have a
+    structure and reports its R². Because C is 64-wide and such test sets hold tens of rows, an in-sample R² of an
+    ordinary least-squares fit is close to 1 for any C. We therefore report a **cross-validated** R²: the features
+    are standardised, a ridge regression (``sklearn.linear_model.RidgeCV``, alphas 1e-3…1e3, 13 values on a log
+    grid, chosen by efficient leave-one-out inside each training fold) is fitted on ``n_splits`` folds of a
+    ``KFold(shuffle=True, random_state=seed)``, and R² = 1 − SS_res/SS_tot is computed once over the pooled
+    out-of-fold predictions.
+
+    Args:
+        composition_repr: C, shape ``[n, h]``, of the test rows that have a structure.
+        volume: V_a of the same rows (see :func:`volume_per_atom`).
+        n_splits: number of folds (reduced to n when fewer rows).
+        seed: fold shuffle seed.
+
+    Returns:
+        The cross-validated R² (can be negative: worse than predicting the mean), or NaN when fewer than 5 rows
+        or when V_a is constant.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(composition_repr, dtype=float)
+    y = np.asarray(volume, dtype=float)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"composition_repr must be [n, h] with n = len(volume); got {x.shape} and {y.shape}")
+    n = y.shape[0]
+    if n < 5 or float(y.var()) == 0.0:
+        return float("nan")
+    out_of_fold = np.empty(n)
+    folds = KFold(n_splits=min(n_splits, n), shuffle=True, random_state=seed)
+    for train_idx, test_idx in folds.split(x):
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model.fit(x[train_idx], y[train_idx])
+        out_of_fold[test_idx] = model.predict(x[test_idx])
+    return 1.0 - float(((y - out_of_fold) ** 2).sum()) / float(((y - y.mean()) ** 2).sum())
+
+
+def composition_weights(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3: w_C per sample for the rows that have a structure (w_C is exactly 1 for the others).
+
+    Args:
+        predictions: a prediction table with ``id``, ``has_structure`` and ``w_c`` columns.
+
+    Returns:
+        The rows with a structure, columns ``id``, ``w_c`` (and ``composition``/``target``/``prediction`` where
+        present), sorted by ``w_c``.
+    """
+    keep = [c for c in ("id", "composition", "target", "prediction", "w_c") if c in predictions.columns]
+    rows = predictions[predictions["has_structure"].astype(bool)]
+    return rows[keep].sort_values("w_c").reset_index(drop=True)
+
+
+def ensemble_predictions(per_seed: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per row over the predictions of several seeds (or models).
+
+    Args:
+        per_seed: one prediction array per seed, all of the same length.
+
+    Returns:
+        ``(mean, std)`` arrays; std is the population standard deviation (ddof=0), 0 for a single model.
+    """
+    stacked = np.stack([np.asarray(p, dtype=float) for p in per_seed])
+    return stacked.mean(axis=0), stacked.std(axis=0)
+
+
+def hide_structures(samples: Sequence[Any], fraction: float, *, seed: int = 0) -> list[Any]:
+    """Copies of the samples where the structures of a random ``fraction`` of the rows that have one are removed.
+
+    Used for Figure 2 on the pooled train/validation/test rows, so every split loses structures alike.
+
+    Args:
+        samples: rows (dataclasses with ``structure`` and ``structure_id``).
+        fraction: share of structured rows to strip, 0 to 1.
+        seed: which rows.
+
+    Returns:
+        New sample objects (inputs are not changed), in the input order.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    with_structure = [i for i, s in enumerate(samples) if s.structure is not None]
+    n_hide = int(round(fraction * len(with_structure)))
+    rng = np.random.default_rng(seed)
+    hidden = set(rng.permutation(with_structure)[:n_hide].tolist()) if with_structure else set()
+    return [
+        dataclasses.replace(s, structure=None, structure_id=None) if i in hidden else dataclasses.replace(s)
+        for i, s in enumerate(samples)
+    ]
+
+
+def structure_fraction_experiment(
+    train: Sequence[Any],
+    val: Sequence[Any],
+    test: Sequence[Any],
+    config: TrainConfig,
+    *,
+    fractions: Sequence[float] = HIDDEN_FRACTIONS,
+    modes: Sequence[str] = ("bimodal-aug", "bimodal"),
+    seeds: Sequence[int] = (0,),
+    cache: Any = None,
+) -> pd.DataFrame:
+    """Figure 2: hide the structures of a random share of the rows that have one, train, report test MAE.
+
+    For each fraction and seed, the same rows (chosen from train, validation and test pooled) lose their structure
+    for every mode; then one model per mode is fitted with that seed.
+
+    Args:
+        train: training rows.
+        val: validation rows.
+        test: test rows.
+        config: training settings (``mode`` and ``seed`` are overridden).
+        fractions: shares of structured rows to hide (the paper: 0, 0.2, …, 1).
+        modes: training modes to compare.
+        seeds: seeds (hiding and fitting).
+        cache: optional graph cache passed to :func:`cosnet_core.train.fit`.
+
+    Returns:
+        A table with columns ``hidden_fraction, mode, seed, test_mae, test_mae_with_structure, n_test_with_structure``.
+    """
+    from cosnet_core.predict import predict_samples
+    from cosnet_core.train import fit
+
+    rows = []
+    pooled = list(train) + list(val) + list(test)
+    n_train, n_val = len(train), len(val)
+    for fraction in fractions:
+        for seed in seeds:
+            stripped = hide_structures(pooled, fraction, seed=seed)
+            part_train = stripped[:n_train]
+            part_val = stripped[n_train : n_train + n_val]
+            part_test = stripped[n_train + n_val :]
+            for mode in modes:
+                run_config = dataclasses.replace(config, mode=mode, seed=seed)
+                result = fit(part_train, part_val, run_config, cache=cache)
+                predicted = predict_samples(result, part_test, cache=cache)
+                target = np.array([s.target for s in part_test], dtype=float)
+                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure)
+                rows.append(
+                    {
+                        "hidden_fraction": fraction,
+                        "mode": mode,
+                        "seed": seed,
+                        "test_mae": metrics["all"]["mae"],
+                        "test_mae_with_structure": metrics["with_structure"]["mae"],
+                        "n_test_with_structure": metrics["with_structure"]["n"],
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,88 @@
+"""Hyper-parameters: the paper's search space (Table 3) and the defaults used when no search is run.
+
+Table 3 of the COSNet paper lists the only hyper-parameters the authors searched; everything else keeps the value of
+the authors' open-source code (see DESIGN.md "Reference choices"): Adamax, 64-wide encoders, 3 message-passing layers
+and 3 attention heads in ROOST, 3 convolutions in CGCNN, batch 128, 200 epochs, best-validation epoch.
+
+The search space is defined here once; the jobs layer runs it (e.g. on Ray) by building one
+:class:`cosnet_core.train.TrainConfig` per point with :func:`config_overrides`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+#: Table 3 of the paper, keyed by the :class:`~cosnet_core.train.TrainConfig` field each entry sets.
+#: "concatenation false/true" is ``fusion`` ("sum"/"concat"); "scalar weight false/true" is ``weight``
+#: ("vector"/"scalar").
+SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
+    "weight_decay": (1e-1, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4),
+    "lr": (1e-2, 5e-3, 1e-3, 5e-4, 1e-4),
+    "lr_decay": (0.99, 0.98, 0.97, 0.96, 0.95, 0.94),
+    "fusion": ("sum", "concat"),
+    "weight": ("vector", "scalar"),
+}
+
+#: Defaults when no search is run: the authors' code (DESIGN.md "Reference choices") and the paper's Methods.
+PAPER_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamax",
+    "lr": 1e-2,
+    "weight_decay": 0.1,
+    "lr_decay": 0.96,
+    "epochs": 200,
+    "batch_size": 128,
+    "loss": "l1",
+    "hidden_dim": 64,
+    "roost_layers": 3,
+    "roost_heads": 3,
+    "cgcnn_layers": 3,
+    "fusion": "sum",
+    "weight": "scalar",
+    "split_fractions": (0.6, 0.2, 0.2),
+    "seeds": (0, 1, 2, 3, 4),
+}
+
+
+def search_space_size() -> int:
+    """Number of points in the full grid of Table 3 (6 × 5 × 6 × 2 × 2 = 720).
+
+    Returns:
+        The grid size.
+    """
+    size = 1
+    for values in SEARCH_SPACE.values():
+        size *= len(values)
+    return size
+
+
+def grid() -> Iterator[dict[str, Any]]:
+    """Every point of the Table 3 grid, as ``{field: value}`` overrides for ``TrainConfig``.
+
+    Returns:
+        An iterator of dictionaries, in a fixed order.
+    """
+    names = list(SEARCH_SPACE)
+    for values in itertools.product(*(SEARCH_SPACE[name] for name in names)):
+        yield dict(zip(names, values, strict=True))
+
+
+def config_overrides(point: dict[str, Any]) -> dict[str, Any]:
+    """Check that a search point only uses names and values of Table 3.
+
+    Args:
+        point: ``{field: value}``, e.g. one sampled by a tuner.
+
+    Returns:
+        The same dictionary (so it can be splatted into ``dataclasses.replace(config, **point)``).
+
+    Raises:
+        ValueError: a name outside Table 3 or a value outside its list.
+    """
+    for name, value in point.items():
+        if name not in SEARCH_SPACE:
+            raise ValueError(f"{name!r} is not a hyper-parameter of Table 3 (known: {', '.join(SEARCH_SPACE)})")
+        if value not in SEARCH_SPACE[name]:
+            raise ValueError(f"{name}={value!r} is outside Table 3's values {SEARCH_SPACE[name]}")
+    return point

@@ -1,0 +1,236 @@
+"""Train / validation / test splits: random (the paper), grouped by composition (recommended), or a user column.
+
+The paper splits every dataset at random 60 % : 20 % : 20 %. Experimental tables repeat compositions (OBELiX: 56
+compositions over 140 rows), so a random split puts the same composition in train and test and scores optimistic
+errors. :func:`grouped_split` keeps every composition in one split only; use it whenever a table has repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+import numpy as np
+from pymatgen.core import Composition
+
+SplitMethod = Literal["random", "grouped", "column"]
+PAPER_FRACTIONS = (0.6, 0.2, 0.2)
+
+_LABELS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+class _HasComposition(Protocol):
+    id: str
+    composition: Composition
+    split: str | None
+
+
+S = TypeVar("S", bound=_HasComposition)
+
+
+class SplitError(ValueError):
+    """A split that cannot be made (bad label, too few rows); the message names the row or the reason."""
+
+
+@dataclass
+class Split:
+    """The three parts of a dataset (each a list of the caller's samples, in input order)."""
+
+    train: list
+    val: list
+    test: list
+
+    def sizes(self) -> tuple[int, int, int]:
+        """Row counts.
+
+        Returns:
+            ``(n_train, n_val, n_test)``.
+        """
+        return len(self.train), len(self.val), len(self.test)
+
+
+def composition_key(composition: Composition) -> str:
+    """A key equal for compositions that differ only in scale or element order (Li2O = Li4O2 = OLi2).
+
+    Uses the fractional composition rounded to 6 decimals, so fractional formulas (``Li6.05P0.95Si0.05S5Br``)
+    group correctly too.
+
+    Args:
+        composition: a pymatgen composition.
+
+    Returns:
+        A string such as ``"Li:0.666667 O:0.333333"``.
+    """
+    fractions = composition.fractional_composition.get_el_amt_dict()
+    return " ".join(f"{symbol}:{amount:.6f}" for symbol, amount in sorted(fractions.items()))
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise SplitError(f"split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
+    return float(fractions[0]), float(fractions[1]), float(fractions[2])
+
+
+def random_split(samples: Sequence[S], *, fractions: Sequence[float] = PAPER_FRACTIONS, seed: int = 0) -> Split:
+    """The paper's random split (60 : 20 : 20 by default), reproducible from the seed.
+
+    Args:
+        samples: the rows.
+        fractions: train, validation and test shares (sum 1).
+        seed: seed of the permutation.
+
+    Returns:
+        A :class:`Split`; each part keeps the input order.
+
+    Raises:
+        SplitError: bad fractions or fewer than 3 rows.
+    """
+    f_train, f_val, _ = _check_fractions(fractions)
+    n = len(samples)
+    if n < 3:
+        raise SplitError(f"need at least 3 rows to split into train/val/test, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = max(1, int(round(f_train * n)))
+    n_val = max(1, int(round(f_val * n))) if f_val > 0 else 0
+    n_train = min(n_train, n - n_val - 1) if fractions[2] > 0 else n - n_val
+    part = np.empty(n, dtype=object)
+    part[order[:n_train]] = "train"
+    part[order[n_train : n_train + n_val]] = "val"
+    part[order[n_train + n_val :]] = "test"
+    return _collect(samples, part)
+
+
+def grouped_split(samples: Sequence[S], *, fractions: Sequence[float] = PAPER_FRACTIONS, seed: int = 0) -> Split:
+    """A split where every composition (see :func:`composition_key`) lies in exactly one part.
+
+    Compositions are shuffled by the seed and handed out in that order: a composition goes to train while train
+    holds fewer rows than its share, then to validation, then to test. Shares are therefore met to within the size
+    of one composition group.
+
+    Args:
+        samples: the rows.
+        fractions: train, validation and test shares of rows (sum 1).
+        seed: seed of the shuffle of compositions.
+
+    Returns:
+        A :class:`Split`; each part keeps the input order.
+
+    Raises:
+        SplitError: bad fractions, or fewer distinct compositions than non-empty parts.
+    """
+    f_train, f_val, f_test = _check_fractions(fractions)
+    groups: dict[str, list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(composition_key(sample.composition), []).append(index)
+    needed = sum(f > 0 for f in (f_train, f_val, f_test))
+    if len(groups) < needed:
+        raise SplitError(f"need at least {needed} distinct compositions for a grouped split, got {len(groups)}")
+    keys = list(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n = len(samples)
+    targets = {"train": f_train * n, "val": f_val * n, "test": f_test * n}
+    filled = {"train": 0, "val": 0, "test": 0}
+    part = np.empty(n, dtype=object)
+    remaining_groups = len(keys)
+    for position in order:
+        rows = groups[keys[position]]
+        empty_parts = [p for p in ("train", "val", "test") if targets[p] > 0 and filled[p] == 0]
+        if len(empty_parts) >= remaining_groups:  # keep enough groups for every non-empty part
+            chosen = empty_parts[0]
+        else:
+            open_parts = [p for p in ("train", "val", "test") if targets[p] > 0 and filled[p] < targets[p]]
+            if open_parts:
+                chosen = open_parts[0]
+            else:  # rounding left rows over: give them to the part furthest below its share
+                chosen = min((p for p in targets if targets[p] > 0), key=lambda p: filled[p] / targets[p])
+        part[rows] = chosen
+        filled[chosen] += len(rows)
+        remaining_groups -= 1
+    return _collect(samples, part)
+
+
+def column_split(samples: Sequence[S], *, val_fraction: float = 0.2, seed: int = 0) -> Split:
+    """The split given by the user in each sample's ``split`` field (``train`` / ``val`` / ``test``).
+
+    Labels are case-insensitive; ``validation``/``valid`` mean ``val``. When no row is labelled ``val``, a validation
+    part of ``val_fraction`` of the training rows is carved from train, grouped by composition.
+
+    Args:
+        samples: rows whose ``split`` is set.
+        val_fraction: share of training rows moved to validation when the column has no ``val``.
+        seed: seed of that carving.
+
+    Returns:
+        A :class:`Split`.
+
+    Raises:
+        SplitError: a row with an empty or unknown label (named by id), or no training row.
+    """
+    labels = []
+    for row, sample in enumerate(samples, start=1):
+        raw = "" if sample.split is None else str(sample.split).strip().lower()
+        if raw not in _LABELS:
+            raise SplitError(
+                f"row {row} (id {sample.id!r}): split label {sample.split!r} is not one of train, val, test"
+            )
+        labels.append(_LABELS[raw])
+    part = np.array(labels, dtype=object)
+    if not (part == "train").any():
+        raise SplitError("the split column has no 'train' row")
+    if not (part == "val").any():
+        train_rows = np.flatnonzero(part == "train")
+        if not 0 < val_fraction < 1:
+            raise SplitError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        inner = grouped_split(
+            [samples[i] for i in train_rows], fractions=(1 - val_fraction, val_fraction, 0.0), seed=seed
+        )
+        moved = {id(sample) for sample in inner.val}
+        for i in train_rows:
+            if id(samples[i]) in moved:
+                part[i] = "val"
+    return _collect(samples, part)
+
+
+def split_samples(
+    samples: Sequence[S],
+    method: SplitMethod = "random",
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] = PAPER_FRACTIONS,
+    val_fraction: float = 0.2,
+) -> Split:
+    """Dispatch to :func:`random_split`, :func:`grouped_split` or :func:`column_split`.
+
+    Args:
+        samples: the rows.
+        method: "random" (the paper), "grouped" (by composition; recommended) or "column" (each sample's ``split``).
+        seed: split seed.
+        fractions: train/val/test shares for "random" and "grouped".
+        val_fraction: share of train carved for validation by "column" when it has no ``val`` rows.
+
+    Returns:
+        A :class:`Split`.
+    """
+    if method == "random":
+        return random_split(samples, fractions=fractions, seed=seed)
+    if method == "grouped":
+        return grouped_split(samples, fractions=fractions, seed=seed)
+    if method == "column":
+        return column_split(samples, val_fraction=val_fraction, seed=seed)
+    raise SplitError(f"unknown split method {method!r} (use random, grouped or column)")
+
+
+def _collect(samples: Sequence[S], part: np.ndarray) -> Split:
+    split = Split(train=[], val=[], test=[])
+    for sample, name in zip(samples, part, strict=True):
+        getattr(split, name).append(sample)
+    return split

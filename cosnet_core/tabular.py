@@ -1,0 +1,224 @@
+"""Reading a user's table (CSV/TSV) and a folder of structure files into samples, with per-row errors.
+
+A bad row never stops the reading: it is left out and reported in ``errors`` (the CSV line number, the id, the
+column, the value and the reason), so the command line and the pages can show every problem at once. Only
+problems with the file itself (missing file, missing column) raise :class:`TableError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from cosnet_core.data import Sample
+    from cosnet_core.embeddings import ElementEmbedding
+
+ERROR_COLUMNS = ("line", "id", "column", "value", "reason")
+TargetTransform = Literal["none", "log10"]
+
+
+class TableError(ValueError):
+    """The table as a whole cannot be used (file missing or unreadable, a named column absent)."""
+
+
+@dataclass
+class TableReadResult:
+    """Samples of the good rows and one error record per bad row.
+
+    Attributes:
+        samples: the rows that were read, in file order.
+        errors: a table with columns ``line`` (line in the file, header = 1), ``id``, ``column``, ``value``,
+            ``reason``.
+    """
+
+    samples: list[Sample] = field(default_factory=list)
+    errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ERROR_COLUMNS)))
+
+    def error_message(self, limit: int = 10) -> str:
+        """A short human-readable summary of the errors.
+
+        Args:
+            limit: how many rows to list.
+
+        Returns:
+            "" when there is no error, else one line per listed row.
+        """
+        if self.errors.empty:
+            return ""
+        lines = [f"{len(self.errors)} row(s) could not be used:"]
+        for record in self.errors.head(limit).itertuples(index=False):
+            lines.append(f"  line {record.line} (id {record.id}): {record.column} {record.value!r}: {record.reason}")
+        if len(self.errors) > limit:
+            lines.append(f"  ... and {len(self.errors) - limit} more")
+        return "\n".join(lines)
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as error:
+        raise TableError(f"{path}: cannot be read as a table ({type(error).__name__}: {error})") from error
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, **columns: str | None) -> None:
+    for role, name in columns.items():
+        if name is not None and name not in frame.columns:
+            available = ", ".join(map(str, frame.columns[:30]))
+            raise TableError(f"{path}: no column {name!r} (given as {role}); columns are: {available}")
+
+
+def parse_target(text: str, transform: TargetTransform = "none") -> float:
+    """A target cell as a float.
+
+    Args:
+        text: the cell text.
+        transform: "log10" takes the decimal logarithm (for conductivities in S/cm).
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: empty, not a number (censored values such as ``<1E-10`` included), not finite, or ≤ 0 for log10.
+    """
+    cleaned = text.strip().replace("\u2212", "-")
+    if not cleaned:
+        raise ValueError("the target is empty")
+    if cleaned[0] in "<>≤≥~":
+        raise ValueError("the target is a bound, not a measured value (censored rows are not used)")
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError("the target is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("the target is not finite")
+    if transform == "log10":
+        if value <= 0:
+            raise ValueError("the target must be positive to take log10")
+        value = math.log10(value)
+    return value
+
+
+def read_table(
+    path: str | Path,
+    *,
+    formula_col: str,
+    target_col: str | None = None,
+    structure_col: str | None = None,
+    structures_dir: str | Path | None = None,
+    split_col: str | None = None,
+    id_col: str | None = None,
+    target_transform: TargetTransform = "none",
+    embedding: ElementEmbedding | None = None,
+) -> TableReadResult:
+    """Read a table into :class:`cosnet_core.data.Sample` rows.
+
+    Args:
+        path: CSV (or .tsv) file, UTF-8 (a BOM is accepted).
+        formula_col: column with the formula.
+        target_col: column with the target; when given, every row needs a numeric target.
+        structure_col: column holding a structure file name inside ``structures_dir`` (empty cell = no structure).
+        structures_dir: folder of CIF (or other pymatgen-readable) files.
+        split_col: column with ``train``/``val``/``test`` labels (checked later by the split).
+        id_col: column with row ids (default: ``row<line>``); ids must be unique.
+        target_transform: "none" or "log10".
+        embedding: when given, formulas with elements it lacks are refused here, per row.
+
+    Returns:
+        The samples and the per-row errors.
+
+    Raises:
+        TableError: the file cannot be read, a named column is missing, or ``structure_col`` without a folder.
+    """
+    from cosnet_core.composition import FormulaError, parse_formula
+    from cosnet_core.data import Sample
+    from cosnet_core.structure import StructureError, load_structure
+
+    path = Path(path)
+    frame = _read_frame(path)
+    _require_columns(
+        frame, path, formula_col=formula_col, target_col=target_col, structure_col=structure_col,
+        split_col=split_col, id_col=id_col,
+    )
+    folder = Path(structures_dir) if structures_dir is not None else None
+    if structure_col is not None and (folder is None or not folder.is_dir()):
+        raise TableError(f"--structure-col {structure_col!r} needs an existing structures folder, got {structures_dir!r}")
+
+    result = TableReadResult()
+    errors: list[dict[str, object]] = []
+    structures: dict[str, Structure | StructureError] = {}
+    seen_ids: set[str] = set()
+    for position, record in enumerate(frame.to_dict("records")):
+        line = position + 2  # the header is line 1
+        row_id = str(record[id_col]).strip() if id_col else f"row{line}"
+
+        def fail(column: str, value: object, reason: str, line: int = line, row_id: str = row_id) -> None:
+            errors.append({"line": line, "id": row_id, "column": column, "value": value, "reason": reason})
+
+        if not row_id:
+            fail(id_col or "id", "", "the id is empty")
+            continue
+        if row_id in seen_ids:
+            fail(id_col or "id", row_id, "this id appears on an earlier line")
+            continue
+        formula = str(record[formula_col])
+        try:
+            composition = parse_formula(formula)
+        except FormulaError as error:
+            fail(formula_col, formula, error.reason)
+            continue
+        if embedding is not None:
+            missing = [el.symbol for el in composition.elements if el.symbol not in embedding]
+            if missing:
+                fail(formula_col, formula, f"element(s) {', '.join(missing)} have no vector in {embedding.name}")
+                continue
+        target = None
+        if target_col is not None:
+            try:
+                target = parse_target(str(record[target_col]), target_transform)
+            except ValueError as error:
+                fail(target_col, record[target_col], str(error))
+                continue
+        structure, structure_id = None, None
+        if structure_col is not None and str(record[structure_col]).strip():
+            assert folder is not None
+            name = str(record[structure_col]).strip()
+            if name not in structures:
+                file = folder / name
+                if not file.is_file() and (folder / f"{name}.cif").is_file():
+                    file = folder / f"{name}.cif"
+                try:
+                    if not file.is_file():
+                        raise StructureError(name, f"no such file in {folder}")
+                    structures[name] = load_structure(file)
+                except StructureError as error:
+                    structures[name] = error
+            loaded = structures[name]
+            if isinstance(loaded, StructureError):
+                fail(structure_col, name, loaded.reason)
+                continue
+            structure, structure_id = loaded, name
+        split = str(record[split_col]).strip() if split_col is not None else None
+        seen_ids.add(row_id)
+        result.samples.append(
+            Sample(
+                id=row_id,
+                composition=composition,
+                target=target,
+                structure=structure,
+                structure_id=structure_id,
+                split=split,
+                formula=formula,
+            )
+        )
+    result.errors = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+    return result

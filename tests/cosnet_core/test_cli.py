@@ -1,0 +1,131 @@
+"""Command line: train → predict on a temporary CSV and CIF folder, with bad rows reported per row."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from cosnet_core.cli import PREDICT_COLUMNS, PREDICTION_COLUMNS, main
+from cosnet_core.tabular import read_table
+from tests.cosnet_core.test_train import toy_samples
+
+TINY = ["--epochs", "2", "--hidden-dim", "8", "--batch-size", "16", "--device", "cpu", "--quiet"]
+
+pytestmark = pytest.mark.slow  # trains small models (seconds each)
+
+
+@pytest.fixture()
+def table(tmp_path):
+    """A CSV of 36 toy rows (half with a CIF), one bad formula, one censored target and one missing CIF."""
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    records = []
+    for sample in toy_samples(36):
+        cif = ""
+        if sample.structure is not None:
+            cif = f"{sample.id}.cif"
+            sample.structure.to(filename=str(folder / cif))
+        records.append({"name": sample.id, "formula": sample.formula, "value": sample.target, "cif": cif})
+    records.append({"name": "bad1", "formula": "Xx2O", "value": 1.0, "cif": ""})
+    records.append({"name": "bad2", "formula": "LiCl", "value": "<1E-10", "cif": ""})
+    records.append({"name": "bad3", "formula": "NaBr", "value": 2.0, "cif": "missing.cif"})
+    path = tmp_path / "data.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path, folder
+
+
+def test_read_table_reports_each_bad_row(table) -> None:
+    path, folder = table
+    result = read_table(path, formula_col="formula", target_col="value", structure_col="cif",
+                        structures_dir=folder, id_col="name")
+    assert len(result.samples) == 36
+    assert sum(s.structure is not None for s in result.samples) == 18
+    errors = result.errors.set_index("id")
+    assert errors.loc["bad1", "line"] == 38 and errors.loc["bad1", "column"] == "formula"
+    assert "bound" in errors.loc["bad2", "reason"]
+    assert errors.loc["bad3", "column"] == "cif" and "no such file" in errors.loc["bad3", "reason"]
+    assert "line 38 (id bad1)" in result.error_message()
+
+
+def test_train_then_predict(table, tmp_path, capsys) -> None:
+    path, folder = table
+    out = tmp_path / "run"
+    status = main(["train", "--data", str(path), "--formula-col", "formula", "--target-col", "value",
+                   "--structure-col", "cif", "--structures", str(folder), "--id-col", "name",
+                   "--mode", "bimodal-aug", "--seeds", "0", "1", "--split", "grouped", "--out", str(out), *TINY])
+    assert status == 0
+    assert "line 38 (id bad1)" in capsys.readouterr().err
+    assert set(pd.read_csv(out / "input_errors.csv")["id"]) == {"bad1", "bad2", "bad3"}
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "bimodal-aug" and metrics["seeds"] == [0, 1]
+    assert set(metrics["test"]) == {"all", "without_structure", "with_structure"}
+    for subset in metrics["test"].values():
+        assert {"mae_mean", "mae_std", "n"} <= set(subset)
+    assert metrics["test"]["all"]["n"] == metrics["test"]["with_structure"]["n"] + metrics["test"][
+        "without_structure"]["n"]
+    assert "alignment_r2" in metrics
+
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert tuple(predictions.columns) == PREDICTION_COLUMNS
+    assert len(predictions) == 36 * 2  # every row, every seed (no augmented copies)
+    assert set(predictions["split"]) == {"train", "val", "test"}
+    assert predictions.loc[~predictions["has_structure"], "w_c"].eq(1.0).all()
+    assert sorted((out / "models").iterdir()) == [out / "models" / "seed_0.pt", out / "models" / "seed_1.pt"]
+
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"formula": ["KCl", "Qq", "NaF"], "cif": ["", "", "LiF.cif"]}).to_csv(new, index=False)
+    predicted_path = tmp_path / "pred.csv"
+    status = main(["predict", "--model", str(out), "--data", str(new), "--formula-col", "formula",
+                   "--structure-col", "cif", "--structures", str(folder), "--out", str(predicted_path)])
+    assert status == 0
+    assert "line 3 (id row3)" in capsys.readouterr().err
+    predicted = pd.read_csv(predicted_path)
+    assert tuple(predicted.columns) == PREDICT_COLUMNS
+    assert predicted["id"].tolist() == ["row2", "row4"]
+    assert predicted["has_structure"].tolist() == [False, True]
+    assert (predicted["prediction_std"] > 0).all()  # two seeds disagree a little
+
+
+def test_fatal_errors_exit_with_one_line(tmp_path, table, capsys) -> None:
+    path, _ = table
+    status = main(["train", "--data", str(path), "--formula-col", "nope", "--target-col", "value",
+                   "--mode", "composition", "--out", str(tmp_path / "x"), *TINY])
+    assert status == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "'nope'" in error and "\n" not in error
+    status = main(["predict", "--model", str(tmp_path / "none"), "--data", str(path), "--formula-col", "formula",
+                   "--out", str(tmp_path / "p.csv")])
+    assert status == 2 and "no such model" in capsys.readouterr().err
+
+
+def test_reproduce_writes_tables_and_figure_2(table, tmp_path) -> None:
+    path, folder = table
+    out = tmp_path / "report"
+    status = main(["reproduce", "--data", str(path), "--formula-col", "formula", "--target-col", "value",
+                   "--structure-col", "cif", "--structures", str(folder), "--id-col", "name", "--seeds", "0",
+                   "--modes", "composition", "bimodal-aug", "--fractions", "0", "1", "--out", str(out), *TINY])
+    assert status == 0
+    table1 = pd.read_csv(out / "table1.csv")
+    assert len(table1) == 2 * 3 and set(table1["mode"]) == {"composition", "bimodal-aug"}
+    assert "significant_vs_composition" in table1.columns
+    assert pd.read_csv(out / "table2.csv")["mode"].tolist() == ["composition", "bimodal-aug"]
+    figure = pd.read_csv(out / "figure2.csv")
+    assert figure["hidden_fraction"].tolist() == [0.0, 1.0] and set(figure["mode"]) == {"bimodal-aug"}
+    assert (out / "bimodal-aug" / "metrics.json").exists()
+
+
+def test_read_table_split_column_and_log10_target(tmp_path) -> None:
+    from cosnet_core.splits import column_split
+
+    path = tmp_path / "t.tsv"
+    rows = ["formula\tsigma\tpart", *(f"{s.formula}\t1e-{i + 3}\t{'test' if i < 6 else 'train'}"
+                                      for i, s in enumerate(toy_samples(30)))]
+    path.write_text("\n".join(rows) + "\n")
+    result = read_table(path, formula_col="formula", target_col="sigma", split_col="part", target_transform="log10")
+    assert result.errors.empty
+    assert [s.target for s in result.samples[:3]] == pytest.approx([-3.0, -4.0, -5.0])
+    split = column_split(result.samples, val_fraction=0.25)
+    assert split.sizes() == (18, 6, 6)

@@ -1,0 +1,92 @@
+"""Splits: the paper's random 60/20/20, grouped by composition, and the user's column."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from pymatgen.core import Composition
+
+from cosnet_core.data import Sample
+from cosnet_core.splits import (
+    SplitError,
+    column_split,
+    composition_key,
+    grouped_split,
+    random_split,
+    split_samples,
+)
+
+
+def repeated_rows() -> list[Sample]:
+    """30 rows over 10 compositions, each composition three times (written in different ways)."""
+    formulas = ["LiF", "NaCl", "KBr", "MgO", "CaS", "SrO", "BaF2", "Li2O", "Na2S", "AlN"]
+    rows = []
+    for repeat in range(3):
+        for formula in formulas:
+            composition = Composition(formula) * (repeat + 1)  # LiF, Li2F2, Li3F3: one composition
+            rows.append(Sample(id=f"{formula}-{repeat}", composition=composition, target=float(repeat)))
+    return rows
+
+
+def test_composition_key_ignores_scale_and_order() -> None:
+    assert composition_key(Composition("Li2O")) == composition_key(Composition("OLi2"))
+    assert composition_key(Composition("Li4O2")) == composition_key(Composition("Li2O"))
+    assert composition_key(Composition("Li6.05P0.95Si0.05S5Br")) != composition_key(Composition("Li6PS5Br"))
+
+
+def test_random_split_is_60_20_20_and_reproducible() -> None:
+    rows = repeated_rows()
+    split = random_split(rows, seed=1)
+    assert split.sizes() == (18, 6, 6)
+    ids = [{s.id for s in part} for part in (split.train, split.val, split.test)]
+    assert set().union(*ids) == {s.id for s in rows} and sum(map(len, ids)) == 30
+    again = random_split(rows, seed=1)
+    assert [s.id for s in again.test] == [s.id for s in split.test]
+    assert [s.id for s in random_split(rows, seed=2).test] != [s.id for s in split.test]
+
+
+def test_grouped_split_keeps_each_composition_in_one_part() -> None:
+    rows = repeated_rows()
+    for seed in range(5):
+        split = grouped_split(rows, seed=seed)
+        keys = [{composition_key(s.composition) for s in part} for part in (split.train, split.val, split.test)]
+        assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+        assert split.sizes() == (18, 6, 6)  # 3 rows per composition: 6/2/2 compositions
+        assert sum(split.sizes()) == 30
+
+
+def test_column_split_uses_labels_and_carves_val_from_train_grouped() -> None:
+    rows = repeated_rows()
+    labelled = [dataclasses.replace(s, split="TEST" if s.id.startswith(("LiF", "NaCl")) else " train ") for s in rows]
+    split = column_split(labelled, val_fraction=0.25, seed=0)
+    assert {s.id.split("-")[0] for s in split.test} == {"LiF", "NaCl"}
+    assert len(split.test) == 6
+    assert len(split.val) == 6 and len(split.train) == 18  # 2 of the 8 training compositions moved to val
+    train_keys = {composition_key(s.composition) for s in split.train}
+    assert not train_keys & {composition_key(s.composition) for s in split.val}
+
+
+def test_column_split_keeps_given_validation_rows() -> None:
+    rows = [dataclasses.replace(s, split=["train", "validation", "test"][i % 3]) for i, s in enumerate(repeated_rows())]
+    assert column_split(rows).sizes() == (10, 10, 10)
+
+
+def test_bad_split_label_names_the_row() -> None:
+    rows = [dataclasses.replace(s, split="train") for s in repeated_rows()]
+    rows[4] = dataclasses.replace(rows[4], split="tset")
+    with pytest.raises(SplitError, match=r"row 5 \(id 'CaS-0'\).*'tset'"):
+        column_split(rows)
+    with pytest.raises(SplitError, match="no 'train'"):
+        column_split([dataclasses.replace(s, split="test") for s in repeated_rows()])
+
+
+def test_split_samples_dispatch_and_errors() -> None:
+    rows = repeated_rows()
+    assert split_samples(rows, "grouped", seed=0).sizes() == grouped_split(rows, seed=0).sizes()
+    with pytest.raises(SplitError, match="unknown split method"):
+        split_samples(rows, "stratified")
+    with pytest.raises(SplitError, match="sum"):
+        random_split(rows, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(SplitError, match="distinct compositions"):
+        grouped_split(rows[:1] * 5)
