@@ -88,6 +88,9 @@ TABLE_ID_COLUMNS = ("material_id", "id", "external_id", "name", "filename")
 Progress = Callable[[float, str], None]
 
 
+MAX_ATTACH_DISTANCE = 0.10  # an attached CIF may be a parent structure of a doped row, not another compound
+
+
 class StructureStoreError(ValueError):
     """Input the structure store refuses, naming the item (file, row, entry, decision) and the reason.
 
@@ -989,8 +992,15 @@ def attach_structure(
     candidate.source = "upload"
     with session_scope(url) as session:
         entry = _load_entry(session, entry_id)
+        distance = _entry_distance(entry, candidate.formula, composition_distance)
+        if distance > MAX_ATTACH_DISTANCE:
+            raise StructureStoreError(
+                filename,
+                f"its composition {candidate.formula} is not that of row {entry.row_number} "
+                f"({entry.composition or entry.raw_formula}; {distance:.0%} of the atoms differ, at most "
+                f"{MAX_ATTACH_DISTANCE:.0%} is accepted for a parent structure)",
+            )
         (row,) = store_candidates(session, [candidate], created_by=reviewer)
-        distance = _entry_distance(entry, row.formula, composition_distance)
         match = next((c for c in entry.candidates if c.structure_id == row.id), None)
         if match is None:
             match = MatchCandidate(

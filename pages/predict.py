@@ -114,6 +114,9 @@ with batch:
             except (IngestError, TableError) as error:
                 st.error(f"The upload cannot be used: {error}")
                 st.stop()
+            if not samples and errors.empty:
+                st.error("The table has no data rows: add one formula per row below the header.")
+                st.stop()
             bar = st.progress(0.0, text="Predicting…")
             predicted = predict_in_chunks(ensemble, samples, lambda f: bar.progress(f, text="Predicting…"))
             bar.progress(1.0, text=f"Predicted {len(samples)} row(s).")

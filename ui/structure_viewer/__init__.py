@@ -174,8 +174,13 @@ def build_viewer_scene(structure: Structure, *, bonded: bool = True) -> ViewerSc
     n_partial = sum(1 for site in structure if not site.is_ordered)
 
     bonds_drawn = False
+    graph = None
     if bonded and structure.is_ordered and n_sites <= MAX_BONDED_SITES:
-        graph = StructureGraph.from_local_env_strategy(structure, MinimumDistanceNN(cutoff=BOND_CUTOFF_ANGSTROM))
+        try:
+            graph = StructureGraph.from_local_env_strategy(structure, MinimumDistanceNN(cutoff=BOND_CUTOFF_ANGSTROM))
+        except ValueError:  # MinimumDistanceNN finds no neighbour within the cutoff for some atom
+            notes.append(f"no bonds (an atom has no neighbour within {BOND_CUTOFF_ANGSTROM} Å)")
+    if graph is not None:
         scene = graph.get_scene(
             draw_image_atoms=draw_image_atoms,
             bonded_sites_outside_unit_cell=False,
@@ -187,7 +192,7 @@ def build_viewer_scene(structure: Structure, *, bonded: bool = True) -> ViewerSc
         scene = structure.get_scene(draw_image_atoms=draw_image_atoms)
         if bonded and not structure.is_ordered:
             notes.append("no bonds (disordered cell)")
-        elif bonded:
+        elif bonded and n_sites > MAX_BONDED_SITES:
             notes.append(f"no bonds (more than {MAX_BONDED_SITES} sites)")
     if n_partial:
         n_vacancy = sum(1 for site in structure if site.species.num_atoms < 1 - 1e-6)
