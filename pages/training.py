@@ -1,14 +1,313 @@
 """Training: launch COSNet studies (modes x seeds) as background jobs and watch them."""
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
 import streamlit as st
 
-from ui.state import active_version_id
+import jobs
+from cosnet_core.hparams import PAPER_DEFAULTS, SEARCH_SPACE
+from jobs import store
+from jobs.training import MODES, estimate_study_seconds, format_duration
+from ui.state import active_version_id, database
+
+MODE_LABELS = {
+    "composition": "Composition only",
+    "bimodal-aug": "Bimodal with augmentation (eq. 13)",
+    "bimodal": "Bimodal without augmentation",
+}
+SPLIT_LABELS = {
+    "random": "Random 60/20/20 (the paper)",
+    "grouped": "Grouped by composition 60/20/20 (recommended when compositions repeat)",
+    "column": "The split column of the dataset",
+}
+FIGURE2_KEPT = [0.0, 0.2, 0.4, 0.6, 0.8]
+STATUS_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
+
+
+def _who() -> str:
+    """The user recorded as the study's creator."""
+    try:
+        from ui.auth import current_username
+
+        return current_username()
+    except Exception:  # single-user installs without the auth module
+        return jobs.current_user()
+
+
+def _gpu_status() -> tuple[bool, str]:
+    """Whether runs can get a GPU, and why not."""
+    status = jobs.executor_status()
+    if status and status.get("resources"):
+        if status["resources"].get("GPU", 0) >= 1:
+            return True, ""
+        return False, "the Ray cluster the executor uses has no GPU"
+    if os.environ.get("RAY_ADDRESS"):
+        return False, "the Ray cluster's resources are known once the executor runs; launch on auto to use its GPUs"
+    if "torch" in sys.modules:  # already imported by another page: ask it
+        has_gpu = sys.modules["torch"].cuda.is_available()
+    else:  # importing torch here would take seconds: look for the NVIDIA driver instead
+        has_gpu = Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+    if has_gpu:
+        return True, ""
+    return False, "this computer has no CUDA GPU (set RAY_ADDRESS to train on a Ray cluster with GPUs)"
+
+
+def _parallel_runs() -> int:
+    status = jobs.executor_status() or {}
+    cpus = (status.get("resources") or {}).get("CPU") or os.cpu_count() or 1
+    per_run = float(os.environ.get("COSNET_JOBS_CPUS_PER_RUN") or 1.0)
+    return max(1, int(cpus // per_run))
+
+
+url = database()
 
 st.title("Training")
 st.write(
     "Train COSNet on the active dataset in the paper's three modes (composition only, bimodal with "
     "augmentation, bimodal without) over several seeds. Training runs in the background; you can leave the page."
 )
-if active_version_id() is None:
+version_id = active_version_id()
+if version_id is None:
     st.info("There is nothing to train on yet. Import a dataset on the Datasets page first.")
     st.page_link("pages/datasets.py", label="Go to Datasets", icon="📄")
+    st.stop()
+
+counts = store.version_counts(url, version_id)
+st.caption(
+    f"The active dataset version has {counts['rows']} rows with a target, {counts['with_structure']} of them with "
+    "an accepted crystal structure (accept structures on the Structures page)."
+)
+
+# ------------------------------------------------------------------------------------------------ launch
+st.subheader("Launch a study")
+problems = []
+if counts["rows"] < 10:
+    problems.append(f"only {counts['rows']} rows have a target; a study needs at least 10")
+left, right = st.columns(2)
+modes = left.multiselect("Modes", list(MODES), default=list(MODES), format_func=MODE_LABELS.__getitem__)
+n_seeds = left.number_input(
+    "Seeds per mode", min_value=1, max_value=20, value=len(PAPER_DEFAULTS["seeds"]),
+    help="Each mode is trained once per seed (0, 1, …); Table 1 reports mean ± std over seeds.",
+)
+epochs = right.number_input(
+    "Epochs", min_value=1, max_value=5000, value=int(PAPER_DEFAULTS["epochs"]),
+    help="The weights of the epoch with the lowest validation MAE are kept.",
+)
+split_method = right.selectbox("Split", list(SPLIT_LABELS), format_func=SPLIT_LABELS.__getitem__)
+if split_method == "column" and counts["with_split"] == 0:
+    problems.append("the dataset has no split column (no row is labelled train/val/test)")
+if not modes:
+    problems.append("choose at least one mode")
+if counts["with_structure"] == 0 and any(m != "composition" for m in modes):
+    st.warning("No row has an accepted structure yet: the bimodal modes would train on compositions only.")
+
+gpu_ok, gpu_reason = _gpu_status()
+devices = ["auto", "cpu", "gpu"] if gpu_ok else ["auto", "cpu"]
+device = st.radio(
+    "Device", devices, horizontal=True,
+    format_func={"auto": "Auto (GPU when available)", "cpu": "CPU", "gpu": "GPU"}.__getitem__,
+)
+if not gpu_ok:
+    st.caption(f"GPU is not offered: {gpu_reason}.")
+
+with st.expander("Hyper-parameters (paper defaults)"):
+    st.caption("Defaults are the authors' (Adamax, 64-wide encoders, batch 128); the lists are Table 3's values.")
+    h1, h2, h3 = st.columns(3)
+    lr = h1.selectbox("Learning rate", SEARCH_SPACE["lr"], index=SEARCH_SPACE["lr"].index(PAPER_DEFAULTS["lr"]))
+    weight_decay = h2.selectbox(
+        "Weight decay", SEARCH_SPACE["weight_decay"],
+        index=SEARCH_SPACE["weight_decay"].index(PAPER_DEFAULTS["weight_decay"]),
+    )
+    lr_decay = h3.selectbox(
+        "Learning-rate decay per epoch", SEARCH_SPACE["lr_decay"],
+        index=SEARCH_SPACE["lr_decay"].index(PAPER_DEFAULTS["lr_decay"]),
+    )
+    fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(PAPER_DEFAULTS["fusion"]))
+    weight = h2.selectbox(
+        "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(PAPER_DEFAULTS["weight"])
+    )
+    batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(PAPER_DEFAULTS["batch_size"]))
+    hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(PAPER_DEFAULTS["hidden_dim"]))
+    search = st.checkbox(
+        "First search Table 3's space with Ray Tune (an ASHA scheduler stops bad trials early), then train the best "
+        "configuration of each mode over the seeds"
+    )
+    trials = st.number_input("Search trials per mode", min_value=2, max_value=200, value=16, disabled=not search)
+    figure2 = st.checkbox(
+        "Figure 2: also train the bimodal modes with 0, 20, 40, 60 and 80 % of the structures kept",
+        disabled=counts["with_structure"] == 0,
+    )
+
+n_main = len(modes) * int(n_seeds)
+n_figure2 = len([m for m in modes if m != "composition"]) * int(n_seeds) * len(FIGURE2_KEPT) if figure2 else 0
+search_epochs = min(int(epochs), 50)
+estimate = estimate_study_seconds(
+    counts["rows"], n_main + n_figure2, int(epochs),
+    parallel=_parallel_runs(),
+    gpu=device == "gpu" or (device == "auto" and gpu_ok),
+    seconds_per_row_epoch=store.median_epoch_seconds_per_row(url, hidden_dim=int(hidden_dim)),
+    search_trial_epochs=int(trials) * search_epochs * len(modes) if search else 0,
+)
+st.caption(
+    f"{n_main + n_figure2} runs of {int(epochs)} epochs on {counts['rows']} rows: estimated "
+    f"{format_duration(estimate)} ({_parallel_runs()} at a time; from this installation's finished runs of the "
+    "same encoder width when there are any, else from a reference speed)."
+)
+for problem in problems:
+    st.error(f"Cannot launch: {problem}.")
+if st.button("Launch study", type="primary", disabled=bool(problems)):
+    payload = {
+        "dataset_version_id": version_id,
+        "name": f"{', '.join(modes)} × {int(n_seeds)} seeds, {int(epochs)} epochs",
+        "modes": modes,
+        "seeds": list(range(int(n_seeds))),
+        "device": device,
+        "split": {"method": split_method, "fractions": list(PAPER_DEFAULTS["split_fractions"]), "seed": 0},
+        "train": {
+            "epochs": int(epochs), "lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay, "fusion": fusion,
+            "weight": weight, "batch_size": int(batch_size), "hidden_dim": int(hidden_dim),
+        },
+        "structure_fractions": FIGURE2_KEPT if figure2 else [],
+        "search": {"enabled": bool(search), "num_samples": int(trials), "epochs": search_epochs},
+    }
+    try:
+        job_id = jobs.submit("study", payload, created_by=_who())
+    except ValueError as error:
+        st.error(f"The study was not launched: {error}")
+    else:
+        jobs.ensure_executor()
+        st.success(f"Study queued (job {job_id}). It appears below and starts within a few seconds.")
+
+# ------------------------------------------------------------------------------------------------ queue
+st.subheader("Studies")
+studies = store.studies_of_version(url, version_id)
+pending = store.pending_study_jobs(url, version_id)
+active = any(s["job_status"] in store.ACTIVE for s in studies) or any(p["status"] in store.ACTIVE for p in pending)
+if active and jobs.executor_status() is None:
+    jobs.ensure_executor()  # e.g. after a restart of the computer: the executor resumes what was running
+
+
+def _log_tail(path: str | None, lines: int = 40) -> str:
+    if not path or not Path(path).is_file():
+        return "(no log yet)"
+    return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def _curves(runs: list[dict], target_unit: str) -> None:
+    metrics = pd.DataFrame(store.epoch_metrics(url, [r["id"] for r in runs]))
+    if metrics.empty:
+        st.caption("Loss curves appear after the first epoch.")
+        return
+    labels = {
+        r["id"]: f"{r['mode']} · seed {r['seed']}"
+        + (f" · {r['structure_fraction']:.0%} structures" if r["structure_fraction"] is not None else "")
+        for r in runs
+    }
+    metrics["run"] = metrics["run_id"].map(labels)
+    val_chart = (
+        alt.Chart(metrics, title="Validation MAE per epoch")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="Epoch"),
+            y=alt.Y("val_mae:Q", title=f"Validation MAE ({target_unit})"),
+            color=alt.Color("run:N", title="Run"),
+            tooltip=["run", "epoch", "val_mae", "train_loss", "seconds"],
+        )
+    )
+    loss_chart = (
+        alt.Chart(metrics[metrics["train_loss"] < float("inf")], title="Training loss per epoch")
+        .mark_line()
+        .encode(
+            x=alt.X("epoch:Q", title="Epoch"),
+            y=alt.Y("train_loss:Q", title="Training loss (L1 on the standardised target, unitless)"),
+            color=alt.Color("run:N", title="Run"),
+        )
+    )
+    left_chart, right_chart = st.columns(2)
+    left_chart.altair_chart(val_chart, width="stretch")
+    right_chart.altair_chart(loss_chart, width="stretch")
+    st.caption(
+        "Look for a validation MAE that falls and then flattens; one that rises while the training loss keeps "
+        "falling means over-fitting (the best-validation epoch is kept anyway)."
+    )
+
+
+def _study_card(study: dict, target_unit: str) -> None:
+    status = study["job_status"] or study["status"]
+    with st.container(border=True):
+        st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
+        st.caption(study["name"])
+        st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
+        if status in store.ACTIVE and st.button("Cancel study", key=f"cancel-{study['job_id']}"):
+            jobs.cancel(study["job_id"])
+            st.toast(f"Cancelling study {study['id']}: running runs stop after their current epoch.")
+        if study["error"]:
+            st.error(f"The study failed: {study['error']}")
+        runs = store.runs_of_study(url, study["id"])
+        if runs:
+            table = pd.DataFrame(
+                {
+                    "Run": [r["id"] for r in runs],
+                    "Mode": [r["mode"] for r in runs],
+                    "Seed": [r["seed"] for r in runs],
+                    "Structures kept": [r["structure_fraction"] if r["structure_fraction"] is not None else 1.0
+                                        for r in runs],
+                    "Status": [f"{STATUS_ICONS.get(r['status'], '')} {r['status']}" for r in runs],
+                    "Progress": [r["epochs_done"] / max(r["n_epochs"], 1) for r in runs],
+                    "Epochs": [f"{r['epochs_done']}/{r['n_epochs']}" for r in runs],
+                    "Best val. MAE": [r["best_val_mae"] for r in runs],
+                    "Device": [r["device"] or "" for r in runs],
+                    "Reason": [r["error"] or (r["message"] if r["status"] == "queued" else "") or "" for r in runs],
+                }
+            )
+            st.dataframe(
+                table,
+                hide_index=True,
+                column_config={
+                    "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0),
+                    "Structures kept": st.column_config.NumberColumn(format="percent"),
+                },
+            )
+            for run in runs:
+                if run["status"] == "failed":
+                    st.error(f"Run {run['id']} ({run['mode']}, seed {run['seed']}) failed: {run['error']}")
+            _curves(runs, target_unit)
+        with st.expander("Logs"):
+            sources = {"The study": study["log_path"]}
+            for run in runs:
+                if run["job_id"] is not None:
+                    sources[f"Run {run['id']} ({run['mode']}, seed {run['seed']})"] = (
+                        store.job_row(url, run["job_id"]) or {}
+                    ).get("log_path")
+            chosen = st.selectbox("Log of", list(sources), key=f"log-{study['id']}")
+            st.code(_log_tail(sources[chosen]), language=None)
+        if status == "succeeded":
+            st.page_link("pages/results.py", label="See the results", icon="📊")
+
+
+@st.fragment(run_every=2.0 if active else None)
+def queue() -> None:
+    """The studies of this dataset version, refreshed every 2 s while one is active."""
+    target_unit = store.target_unit(url, version_id) or "target units"
+    for job in store.pending_study_jobs(url, version_id):
+        with st.container(border=True):
+            st.markdown(f"**{STATUS_ICONS.get(job['status'], '')} Study job {job['id']}** · {job['status']}")
+            if job["status"] in store.ACTIVE:
+                st.progress(0.0, text=job["message"] or "waiting for the executor")
+                if st.button("Cancel study", key=f"cancel-{job['id']}"):
+                    jobs.cancel(job["id"])
+            if job["error"]:
+                st.error(f"The study could not start: {job['error']}")
+    shown = store.studies_of_version(url, version_id)
+    if not shown and not store.pending_study_jobs(url, version_id):
+        st.info("No study on this dataset version yet. Launch one above.")
+    for study in shown:
+        _study_card(study, target_unit)
+
+
+queue()

@@ -1,0 +1,756 @@
+"""Training jobs: a study (the paper's protocol: modes x seeds, optional search) and its runs (one fit each).
+
+Read top to bottom:
+
+1. :func:`validate_study_payload` checks what the Training page submits (before any row is written).
+2. :func:`run_study_job` (kind "study") creates the :class:`~db.models.Study`, optionally searches Table 3's space
+   with Ray Tune and an ASHA scheduler (:func:`search_hyperparameters`), creates one run + one "train" job per
+   (mode, seed) (and per structure fraction for Figure 2), waits for them, and stores Table 1, Table 2 and
+   Figure 2 in ``Study.results`` (:func:`compute_study_results`).
+3. :func:`run_train_job` (kind "train") trains one run: the dataset version's kept rows with their accepted
+   structures (:func:`training_samples`), the study's split, :func:`cosnet_core.train.fit` with a per-epoch
+   callback that writes metrics and checks cancellation, and a checkpoint per epoch to resume from after a crash;
+   then predictions for every kept row, the artifact, the C/S export and the test metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs import store
+from jobs.context import JobCancelled, JobContext
+
+MODES = ("composition", "bimodal-aug", "bimodal")
+DEVICES = ("auto", "cpu", "gpu")
+SPLIT_METHODS = ("random", "grouped", "column")
+FIGURE2_MODES = ("bimodal-aug", "bimodal")
+#: TrainConfig fields a study may set (mode, seed and device are set per run).
+TRAIN_FIELDS = (
+    "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
+    "embedding", "hidden_dim", "roost_layers", "roost_heads", "cgcnn_layers", "fusion", "weight", "head_hidden",
+    "weight_hidden", "radius", "max_neighbors",
+)
+#: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
+#: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the
+#: 2-core development machine under load (54 toy binaries, half with a CsCl-type structure, epochs 2-4 of a fit);
+#: GPU: an assumption (ten times faster), not measured here (no GPU on the development machine).
+DEFAULT_SECONDS_PER_ROW_EPOCH = {"cpu": 5e-3, "gpu": 5e-4}
+#: Fixed cost per run (featurization, model set-up, predictions), seconds.
+RUN_OVERHEAD_S = 10.0
+POLL_S = 1.0
+
+
+# ------------------------------------------------------------------------------------------- the payload
+
+
+def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalise a study submission (called by ``jobs.submit("study", ...)`` before any write).
+
+    Args:
+        payload: ``dataset_version_id`` (required); optional ``name``, ``modes`` (default the three),
+            ``seeds`` (default 0-4), ``train`` (TrainConfig fields, e.g. ``{"epochs": 200, "lr": 0.01}``),
+            ``device`` ("auto", "cpu", "gpu"), ``split`` (``{"method": "random"|"grouped"|"column",
+            "fractions": [0.6, 0.2, 0.2], "seed": 0}``), ``structure_fractions`` (shares of structures kept
+            for Figure 2, each in [0, 1)), ``search`` (``{"enabled": bool, "num_samples": 8, "epochs": 20,
+            "grace_period": 2}``).
+
+    Returns:
+        The payload with every default filled in.
+
+    Raises:
+        ValueError: the message names every problem.
+    """
+    from cosnet_core.hparams import PAPER_DEFAULTS
+    from cosnet_core.train import TrainConfig
+
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    try:
+        out["dataset_version_id"] = int(payload["dataset_version_id"])
+    except (KeyError, TypeError, ValueError):
+        problems.append("dataset_version_id is missing or not an integer")
+    out["name"] = str(payload.get("name") or "").strip()[:200]
+    modes = list(payload.get("modes") or MODES)
+    bad_modes = [m for m in modes if m not in MODES]
+    if bad_modes or not modes:
+        problems.append(f"modes must be a non-empty subset of {', '.join(MODES)} (got {modes})")
+    out["modes"] = [m for m in MODES if m in modes]  # paper order, no duplicates
+    try:
+        seeds = [int(s) for s in (payload.get("seeds") if payload.get("seeds") is not None else PAPER_DEFAULTS["seeds"])]
+    except (TypeError, ValueError):
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        problems.append(f"seeds must be distinct non-negative integers (got {payload.get('seeds')})")
+    out["seeds"] = seeds
+    train = dict(payload.get("train") or {})
+    unknown = sorted(set(train) - set(TRAIN_FIELDS))
+    if unknown:
+        problems.append(f"unknown training settings {unknown} (known: {', '.join(TRAIN_FIELDS)})")
+    else:
+        try:
+            TrainConfig(**train)
+        except (TypeError, ValueError) as error:
+            problems.append(str(error))
+    out["train"] = {k: v for k, v in train.items() if k in TRAIN_FIELDS}
+    device = str(payload.get("device") or "auto").lower()
+    if device not in DEVICES:
+        problems.append(f"device must be one of {', '.join(DEVICES)} (got {device!r})")
+    out["device"] = device
+    split = dict(payload.get("split") or {})
+    method = split.get("method", "random")
+    fractions = [float(f) for f in split.get("fractions", PAPER_DEFAULTS["split_fractions"])]
+    if method not in SPLIT_METHODS:
+        problems.append(f"split method must be one of {', '.join(SPLIT_METHODS)} (got {method!r})")
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[1] <= 0:
+        problems.append(f"split fractions must be three shares summing to 1 with a validation share > 0 ({fractions})")
+    out["split"] = {"method": method, "fractions": fractions, "seed": int(split.get("seed", 0))}
+    kept = [float(f) for f in payload.get("structure_fractions") or []]
+    if any(not 0 <= f < 1 for f in kept):
+        problems.append(f"structure_fractions are shares of structures kept, each in [0, 1) (got {kept})")
+    out["structure_fractions"] = sorted(set(kept))
+    search = dict(payload.get("search") or {})
+    out["search"] = {
+        "enabled": bool(search.get("enabled", False)),
+        "num_samples": int(search.get("num_samples", 8)),
+        "epochs": int(search.get("epochs", min(int(train.get("epochs", 200)), 50))),
+        "grace_period": int(search.get("grace_period", 2)),
+    }
+    if out["search"]["enabled"] and (out["search"]["num_samples"] < 1 or out["search"]["epochs"] < 1):
+        problems.append("search needs num_samples ≥ 1 and epochs ≥ 1")
+    if problems:
+        raise ValueError("invalid study: " + "; ".join(problems))
+    return out
+
+
+def run_specs(payload: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The runs of a study: every mode x seed, plus Figure 2's runs (bimodal modes x seeds x fractions).
+
+    Args:
+        payload: a validated study payload.
+        overrides: per mode, the hyper-parameters a search picked (Table 3 names).
+
+    Returns:
+        ``{"mode", "seed", "structure_fraction", "config", "requested_device"}`` per run.
+    """
+    from cosnet_core.train import TrainConfig
+
+    overrides = overrides or {}
+    specs = []
+    kept_shares: list[float | None] = [None, *payload["structure_fractions"]]
+    for share in kept_shares:
+        for mode in payload["modes"]:
+            if share is not None and mode not in FIGURE2_MODES:
+                continue
+            for seed in payload["seeds"]:
+                settings = {**payload["train"], **overrides.get(mode, {}), "mode": mode, "seed": seed}
+                specs.append(
+                    {
+                        "mode": mode,
+                        "seed": seed,
+                        "structure_fraction": share,
+                        "config": TrainConfig(**settings).to_dict(),
+                        "requested_device": payload["device"],
+                    }
+                )
+    return specs
+
+
+# ------------------------------------------------------------------------------------------- the data
+
+
+def training_samples(db_url: str, version_id: int) -> list[Any]:
+    """The rows a run trains on: kept entries with a target, each with its accepted structure (if any).
+
+    Args:
+        db_url: database URL.
+        version_id: the dataset version.
+
+    Returns:
+        :class:`cosnet_core.data.Sample` objects with ``id`` = entry id, ``structure_id`` = structure id (as
+        strings) and ``split`` = the user's split label.
+
+    Raises:
+        ValueError: a row's formula or structure cannot be read (the message names the row).
+    """
+    from cosnet_core.composition import FormulaError, parse_formula
+    from cosnet_core.data import Sample
+    from cosnet_core.structure import StructureError, load_structure
+
+    samples = []
+    for row in store.version_rows(db_url, version_id):
+        formula = row["composition"] or row["raw_formula"]
+        try:
+            composition = parse_formula(formula)
+        except FormulaError as error:
+            raise ValueError(f"row {row['row_number']} (entry {row['entry_id']}): {error}") from error
+        structure = None
+        if row["structure_id"] is not None:
+            try:
+                structure = load_structure(row["cif"])
+            except StructureError as error:
+                raise ValueError(
+                    f"row {row['row_number']} (entry {row['entry_id']}): accepted structure {row['structure_id']} "
+                    f"cannot be read: {error}"
+                ) from error
+        samples.append(
+            Sample(
+                id=str(row["entry_id"]),
+                composition=composition,
+                target=float(row["target"]),
+                structure=structure,
+                structure_id=str(row["structure_id"]) if structure is not None else None,
+                split=row["split"],
+                formula=row["raw_formula"],
+            )
+        )
+    return samples
+
+
+def split_for_run(samples: list[Any], split_settings: dict[str, Any]) -> Any:
+    """The study's split of the rows (the same for every run of a study).
+
+    Args:
+        samples: the rows.
+        split_settings: ``{"method", "fractions", "seed"}``.
+
+    Returns:
+        A :class:`cosnet_core.splits.Split`.
+
+    Raises:
+        ValueError: a part too small to train, validate or test on.
+    """
+    from cosnet_core.splits import split_samples
+
+    split = split_samples(
+        samples, split_settings["method"], seed=int(split_settings["seed"]), fractions=split_settings["fractions"]
+    )
+    n_train, n_val, n_test = split.sizes()
+    if n_train < 2 or n_val < 1 or n_test < 1:
+        raise ValueError(
+            f"the {split_settings['method']} split of {len(samples)} rows gives {n_train} train, {n_val} validation "
+            f"and {n_test} test rows; need at least 2, 1 and 1"
+        )
+    return split
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_train_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None:
+    """Train one run (kind "train"): fit, then store predictions, artifact, C/S export and test metrics.
+
+    Resumes from the run's checkpoint when an earlier attempt died. Cancellation is checked after every epoch.
+
+    Args:
+        job_id: the training job.
+        payload: ``{"run_id": ...}``.
+        ctx: the job context.
+    """
+    run_id = int(payload["run_id"])
+    try:
+        _train_run(run_id, ctx)
+    except JobCancelled:
+        store.set_run_status(ctx.db_url, run_id, "cancelled")
+        raise
+    except Exception as error:
+        store.set_run_status(ctx.db_url, run_id, "failed", error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _train_run(run_id: int, ctx: JobContext) -> None:
+    from cosnet_core import __version__ as code_version
+    from cosnet_core.artifact import save_artifact
+    from cosnet_core.evaluate import hide_structures, subset_metrics
+    from cosnet_core.structure import GraphCache
+    from cosnet_core.train import TrainConfig, fit, resolve_device
+
+    started = time.perf_counter()
+    db_url = ctx.db_url
+    run = store.run_row(db_url, run_id)
+    if run["cancel_requested"]:
+        raise JobCancelled("cancelled before training started")
+    study_config = run["study_config"] or {}
+    split_settings = study_config.get("split") or {"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0}
+
+    samples = training_samples(db_url, run["dataset_version_id"])
+    if run["structure_fraction"] is not None:  # Figure 2: hide the structures of (1 - kept share) of the rows
+        samples = hide_structures(samples, 1.0 - float(run["structure_fraction"]), seed=int(run["seed"]))
+    split = split_for_run(samples, split_settings)
+    requested = ctx.device or {"gpu": "cuda", "cpu": "cpu"}.get(run["requested_device"], "auto")
+    device = str(resolve_device(requested))
+    config = TrainConfig.from_dict({**run["config"], "device": device})
+    checkpoint = Path(ctx.data_dir) / "checkpoints" / f"run-{run_id}.pt"
+    decisions = {s.id: (int(s.structure_id) if s.structure is not None else None) for s in samples}
+    store.mark_run_started(
+        db_url,
+        run_id,
+        device=device,
+        checkpoint_path=str(checkpoint),
+        structure_decisions=decisions,
+        code_version=code_version,
+    )
+    resume = checkpoint if checkpoint.is_file() else None
+    ctx.log(
+        f"run {run_id}: mode {config.mode}, seed {config.seed}, {len(split.train)}/{len(split.val)}/{len(split.test)} "
+        f"train/val/test rows, {sum(s.structure is not None for s in samples)} with a structure, device {device}"
+        + (f", resuming from {checkpoint.name}" if resume else "")
+    )
+
+    def on_epoch(report: Any) -> None:
+        stop = store.write_epoch(
+            db_url,
+            run_id,
+            epoch=report.epoch,
+            train_loss=report.train_loss,
+            val_mae=report.val_mae,
+            seconds=report.seconds,
+            lr=report.lr,
+        )
+        ctx.progress(
+            0.95 * report.epoch / config.epochs,
+            f"epoch {report.epoch}/{config.epochs} · validation MAE {report.val_mae:.4g}",
+        )
+        ctx.log(
+            f"epoch {report.epoch}: train loss {report.train_loss:.4g}, val MAE {report.val_mae:.4g}, "
+            f"{report.seconds:.2f} s, lr {report.lr:.3g}"
+        )
+        if stop or ctx.should_cancel():
+            raise JobCancelled(f"cancelled by the user after epoch {report.epoch}")
+
+    cache = GraphCache(Path(ctx.data_dir) / "cache" / "graphs")
+    try:
+        result = fit(split.train, split.val, config, callback=on_epoch, cache=cache, checkpoint_path=checkpoint,
+                     resume_from=resume)
+    except ValueError as error:
+        if resume is None or "refusing to resume" not in str(error):
+            raise
+        ctx.log(f"checkpoint not usable ({error}); training from the first epoch")
+        checkpoint.unlink(missing_ok=True)
+        result = fit(split.train, split.val, config, callback=on_epoch, cache=cache, checkpoint_path=checkpoint)
+
+    ctx.progress(0.96, "predicting every row")
+    ordered = [("train", s) for s in split.train] + [("val", s) for s in split.val] + [("test", s) for s in split.test]
+    predicted = result.predict([s for _, s in ordered], cache=cache)
+    predictions = [
+        {
+            "entry_id": int(sample.id),
+            "split": part,
+            "target": float(sample.target),
+            "value": float(predicted.prediction[i]),
+            "composition_weight": float(predicted.composition_weight[i]),
+            "has_structure": bool(predicted.has_structure[i]),
+            "structure_id": int(sample.structure_id) if sample.structure is not None else None,
+        }
+        for i, (part, sample) in enumerate(ordered)
+    ]
+    test_rows = [i for i, (part, _) in enumerate(ordered) if part == "test"]
+    test_metrics = subset_metrics(
+        [predictions[i]["target"] for i in test_rows],
+        [predictions[i]["value"] for i in test_rows],
+        [predictions[i]["has_structure"] for i in test_rows],
+    )
+    test_metrics["sizes"] = {
+        "train": len(split.train), "val": len(split.val), "test": len(split.test), "train_after_mode": result.n_train,
+    }
+    test_metrics["stopped_by"] = result.stopped_by
+
+    artifacts = Path(ctx.data_dir) / "artifacts"
+    artifact_path = save_artifact(artifacts / f"run-{run_id}.pt", result)
+    representations_path = artifacts / f"run-{run_id}-representations.npz"
+    np.savez_compressed(
+        representations_path,
+        entry_id=np.array([int(s.id) for _, s in ordered], dtype=np.int64),
+        split=np.array([part for part, _ in ordered]),
+        composition_repr=predicted.composition_repr.astype(np.float32),
+        structure_repr=predicted.structure_repr.astype(np.float32),
+        composition_weight=predicted.composition_weight,
+        has_structure=predicted.has_structure,
+        prediction=predicted.prediction,
+        target=np.array([float(s.target) for _, s in ordered]),
+    )
+    trained_s = sum(r.seconds for r in result.history)
+    store.write_run_outputs(
+        db_url,
+        run_id,
+        predictions=predictions,
+        artifact={
+            "path": str(artifact_path),
+            "sha256": _file_sha256(artifact_path),
+            "size_bytes": artifact_path.stat().st_size,
+            "featurizer_version": result.featurizer_version,
+            "embedding": result.embedding_version,
+            "representations_path": str(representations_path),
+        },
+        test_metrics=test_metrics,
+        best_epoch=result.best_epoch,
+        best_val_mae=result.best_val_mae,
+        duration_s=max(trained_s, time.perf_counter() - started),
+    )
+    checkpoint.unlink(missing_ok=True)  # the artifact replaces it
+    ctx.log(
+        f"run {run_id} done: best epoch {result.best_epoch}, val MAE {result.best_val_mae:.4g}, "
+        f"test MAE {test_metrics['all']['mae']:.4g}"
+    )
+
+
+# ------------------------------------------------------------------------------------------- a study
+
+
+def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None:
+    """Run the paper's protocol (kind "study"): search (optional), runs over modes x seeds, Tables 1-2, Figure 2.
+
+    Safe to run again after a crash: it finds its study and its runs and only waits for what is left.
+
+    Args:
+        job_id: the study job.
+        payload: see :func:`validate_study_payload`.
+        ctx: the job context.
+    """
+    payload = validate_study_payload(payload)
+    db_url = ctx.db_url
+    creator = (store.job_row(db_url, job_id) or {}).get("created_by", "local")
+    study_id = store.ensure_study(db_url, job_id, payload, created_by=creator)
+    runs = store.runs_of_study(db_url, study_id)
+    if not runs:
+        overrides: dict[str, dict[str, Any]] = {}
+        if payload["search"]["enabled"]:
+            search = search_hyperparameters(ctx, study_id, payload)
+            overrides = {mode: found["best_config"] for mode, found in search.items()}
+            store.update_study(db_url, study_id, config={**payload, "search_results": search})
+        if ctx.should_cancel():
+            _end_study(ctx, study_id, "cancelled")
+            raise JobCancelled("cancelled before the runs started")
+        store.create_runs(db_url, study_id, job_id, run_specs(payload, overrides))
+        ctx.log(f"study {study_id}: {len(store.runs_of_study(db_url, study_id))} runs queued")
+
+    if ctx.inline:
+        _run_children_inline(ctx, study_id)
+    cancelled = _wait_for_runs(ctx, study_id)
+    runs = store.runs_of_study(db_url, study_id)
+    if cancelled:
+        _end_study(ctx, study_id, "cancelled")
+        raise JobCancelled("study cancelled by the user")
+    succeeded = [r for r in runs if r["status"] == "succeeded"]
+    if not succeeded:
+        first_error = next((r["error"] for r in runs if r["error"]), "no run succeeded")
+        _end_study(ctx, study_id, "failed")
+        raise RuntimeError(f"all {len(runs)} runs ended without success; first error: {first_error}")
+    _end_study(ctx, study_id, "succeeded")
+
+
+def _run_children_inline(ctx: JobContext, study_id: int) -> None:
+    from jobs.executor import execute_job
+
+    for run in store.runs_of_study(ctx.db_url, study_id):
+        if ctx.should_cancel():
+            return
+        if run["job_id"] is not None and run["job_status"] == "queued":
+            execute_job(run["job_id"], ctx.db_url, ctx.data_dir, device=ctx.device, inline=True)
+
+
+def _wait_for_runs(ctx: JobContext, study_id: int) -> bool:
+    """Poll the study's runs until all have ended; report progress. Returns True when the study was cancelled."""
+    cancelled = False
+    while True:
+        runs = store.runs_of_study(ctx.db_url, study_id)
+        statuses = [r["job_status"] or r["status"] for r in runs]
+        total_epochs = sum(r["n_epochs"] for r in runs) or 1
+        epochs = sum(r["n_epochs"] if s in store.TERMINAL else min(r["epochs_done"], r["n_epochs"])
+                     for r, s in zip(runs, statuses, strict=True))
+        finished = sum(s in store.TERMINAL for s in statuses)
+        running = sum(s == "running" for s in statuses)
+        ctx.progress(0.98 * epochs / total_epochs, f"{finished}/{len(runs)} runs finished, {running} running")
+        if finished == len(runs):
+            return cancelled or ctx.should_cancel()
+        if not cancelled and ctx.should_cancel():
+            cancelled = True
+            for run in runs:
+                if run["job_id"] is not None:
+                    store.request_cancel(ctx.db_url, run["job_id"])
+        time.sleep(POLL_S)
+
+
+def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
+    from db.models import utcnow
+
+    try:
+        results = compute_study_results(ctx.db_url, study_id)
+    except Exception as error:  # results are a summary; a failure there must not hide the runs' outcome
+        ctx.log(f"results could not be computed: {type(error).__name__}: {error}")
+        results = {"error": f"{type(error).__name__}: {error}"}
+    store.update_study(ctx.db_url, study_id, status=status, results=results, finished_at=utcnow())
+    ctx.log(f"study {study_id} {status}")
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
+    """Table 1 (test MAE/RMSE/R² mean ± std over seeds per mode for all / without / with structure), Table 2
+    (alignment R² of C with the volume per atom, mean ± std per mode) and Figure 2 (test MAE per share of
+    structures kept), from the succeeded runs' stored predictions and C exports.
+
+    Args:
+        db_url: database URL.
+        study_id: the study.
+
+    Returns:
+        ``{"table1": {mode: {subset: {...}, "seeds": [...]}}, "table2": {mode: {"r2_mean", "r2_std",
+        "n_runs"}}, "figure2": [{"structure_fraction", "mode", "test_mae_mean", "test_mae_std", "n_runs"}],
+        "runs": {status: count}, "failed_runs": [{"id", "mode", "seed", "error"}]}``.
+    """
+    from cosnet_core.evaluate import alignment_r2, mean_std, subset_metrics, summarize_over_seeds
+
+    runs = store.runs_of_study(db_url, study_id)
+    done = [r for r in runs if r["status"] == "succeeded"]
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for row in store.run_predictions(db_url, [r["id"] for r in done]):
+        if row["split"] == "test":
+            by_run.setdefault(row["run_id"], []).append(row)
+    per_run_metrics = {
+        run_id: subset_metrics([r["target"] for r in rows], [r["value"] for r in rows], [r["has_structure"] for r in rows])
+        for run_id, rows in by_run.items()
+    }
+
+    table1: dict[str, Any] = {}
+    main_runs = [r for r in done if r["structure_fraction"] is None]
+    for mode in MODES:
+        mode_runs = [r for r in main_runs if r["mode"] == mode and r["id"] in per_run_metrics]
+        if mode_runs:
+            table1[mode] = summarize_over_seeds([per_run_metrics[r["id"]] for r in mode_runs])
+            table1[mode]["seeds"] = [r["seed"] for r in mode_runs]
+
+    table2: dict[str, Any] = {}
+    paths = store.representation_paths(db_url, [r["id"] for r in main_runs])
+    structure_ids = sorted({row["structure_id"] for rows in by_run.values() for row in rows if row["structure_id"]})
+    volumes = store.structure_volumes(db_url, structure_ids)
+    for mode in MODES:
+        scores = []
+        for run in (r for r in main_runs if r["mode"] == mode and r["id"] in paths):
+            rows = {row["entry_id"]: row for row in by_run.get(run["id"], [])}
+            with np.load(paths[run["id"]]) as export:
+                keep = [
+                    i for i, (entry_id, part) in enumerate(zip(export["entry_id"], export["split"], strict=True))
+                    if part == "test" and (rows.get(int(entry_id)) or {}).get("structure_id") is not None
+                    and volumes.get(rows[int(entry_id)]["structure_id"]) is not None
+                ]
+                c = export["composition_repr"][keep]
+                v = [volumes[rows[int(export["entry_id"][i])]["structure_id"]] for i in keep]
+            scores.append(alignment_r2(c, v, seed=int(run["seed"])) if keep else float("nan"))
+        if scores:
+            r2_mean, r2_std = mean_std(scores)
+            table2[mode] = {"r2_mean": r2_mean, "r2_std": r2_std, "n_runs": len(scores)}
+
+    figure2 = []
+    fractions = sorted({r["structure_fraction"] for r in done if r["structure_fraction"] is not None})
+    if fractions:
+        for share in [*fractions, 1.0]:
+            for mode in FIGURE2_MODES:
+                group = [
+                    r for r in done
+                    if r["mode"] == mode and r["id"] in per_run_metrics
+                    and (r["structure_fraction"] == share if share < 1.0 else r["structure_fraction"] is None)
+                ]
+                if group:
+                    mae_mean, mae_std = mean_std([per_run_metrics[r["id"]]["all"]["mae"] for r in group])
+                    figure2.append(
+                        {"structure_fraction": share, "mode": mode, "test_mae_mean": mae_mean,
+                         "test_mae_std": mae_std, "n_runs": len(group)}
+                    )
+
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    return {
+        "table1": table1,
+        "table2": table2,
+        "figure2": figure2,
+        "runs": counts,
+        "failed_runs": [
+            {"id": r["id"], "mode": r["mode"], "seed": r["seed"], "error": r["error"]}
+            for r in runs if r["status"] == "failed"
+        ],
+    }
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Search Table 3's space per mode with Ray Tune; an ASHA scheduler stops bad trials early.
+
+    Each trial trains with the first seed on the study's split and reports the validation MAE after every epoch;
+    the configuration with the lowest validation MAE (at its last reported epoch) wins.
+
+    Args:
+        ctx: the study job's context (cancellation stops every trial).
+        study_id: the study.
+        payload: the validated study payload (``search`` settings).
+
+    Returns:
+        Per mode ``{"best_config": {Table 3 name: value}, "best_val_mae": float, "trials": int}``.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from cosnet_core.hparams import SEARCH_SPACE
+    from cosnet_core.train import TrainConfig
+    from jobs.ray_backend import connect, cpus_per_run
+
+    connect()
+    _CancelStopper = _make_cancel_stopper()
+    settings = payload["search"]
+    samples = training_samples(ctx.db_url, payload["dataset_version_id"])
+    split = split_for_run(samples, payload["split"])
+    found: dict[str, dict[str, Any]] = {}
+
+    for index, mode in enumerate(payload["modes"]):
+        ctx.progress(0.0, f"hyper-parameter search for {mode} ({index + 1}/{len(payload['modes'])})")
+        base = TrainConfig(
+            **{**payload["train"], "epochs": settings["epochs"], "mode": mode, "seed": payload["seeds"][0],
+               "device": "cpu"}
+        ).to_dict()
+        trainable = tune.with_resources(
+            tune.with_parameters(_tune_trial, train=split.train, val=split.val, base=base), {"cpu": cpus_per_run()}
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={name: tune.choice(list(values)) for name, values in SEARCH_SPACE.items()},
+            tune_config=tune.TuneConfig(
+                metric="val_mae",
+                mode="min",
+                num_samples=settings["num_samples"],
+                scheduler=ASHAScheduler(
+                    max_t=settings["epochs"], grace_period=min(settings["grace_period"], settings["epochs"]),
+                    reduction_factor=2,
+                ),
+            ),
+            run_config=tune.RunConfig(
+                name=f"study-{study_id}-{mode}",
+                storage_path=str(Path(ctx.data_dir) / "tune"),
+                stop=_CancelStopper(ctx.db_url, ctx.job_id),
+                verbose=0,
+            ),
+        )
+        grid = tuner.fit()
+        if ctx.should_cancel():
+            raise JobCancelled("cancelled during the hyper-parameter search")
+        best = grid.get_best_result(metric="val_mae", mode="min", scope="last")
+        found[mode] = {
+            "best_config": {name: best.config[name] for name in SEARCH_SPACE},
+            "best_val_mae": float(best.metrics["val_mae"]),
+            "trials": len(grid),
+            "epochs_per_trial": [int(r.metrics.get("training_iteration", 0)) for r in grid if r.metrics],
+        }
+        ctx.log(f"search {mode}: best {found[mode]['best_config']} (val MAE {found[mode]['best_val_mae']:.4g})")
+    return found
+
+
+def _make_cancel_stopper() -> type:
+    from ray import tune
+
+    class CancelStopper(tune.Stopper):
+        """Stops every trial once the study job is asked to cancel (picklable: holds only the URL and the id)."""
+
+        def __init__(self, db_url: str, job_id: int) -> None:
+            self.db_url, self.job_id = db_url, job_id
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return store.job_cancel_requested(self.db_url, self.job_id)
+
+    return CancelStopper
+
+
+def _tune_trial(point: dict[str, Any], train: list[Any], val: list[Any], base: dict[str, Any]) -> None:
+    """One Ray Tune trial: fit with the sampled Table 3 point and report the validation MAE every epoch."""
+    from ray import tune
+
+    from cosnet_core.hparams import config_overrides
+    from cosnet_core.train import TrainConfig, fit
+
+    config = TrainConfig.from_dict({**base, **config_overrides(dict(point))})
+    fit(train, val, config, callback=lambda report: tune.report({"val_mae": report.val_mae, "epoch": report.epoch}))
+
+
+# ------------------------------------------------------------------------------------------- estimate
+
+
+def estimate_study_seconds(
+    n_rows: int,
+    n_runs: int,
+    epochs: int,
+    *,
+    parallel: int = 1,
+    gpu: bool = False,
+    seconds_per_row_epoch: float | None = None,
+    search_trial_epochs: int = 0,
+) -> float:
+    """Wall-time estimate of a study, before launching it.
+
+    seconds ≈ (n_runs · (epochs · n_rows · r + overhead) + search_trial_epochs · n_rows · r) / parallel, where r is
+    the seconds per (epoch x row): this installation's median over finished runs when known, else
+    :data:`DEFAULT_SECONDS_PER_ROW_EPOCH`; the overhead :data:`RUN_OVERHEAD_S` covers featurization and
+    predictions. ASHA stops many trials early, so counting every search epoch over-estimates the search.
+
+    Args:
+        n_rows: rows in the dataset version.
+        n_runs: runs of the study.
+        epochs: epochs per run.
+        parallel: runs executed at the same time.
+        gpu: whether runs train on a GPU (used only without a measured rate).
+        seconds_per_row_epoch: measured rate (None: default).
+        search_trial_epochs: total epochs of all search trials (0 without a search).
+
+    Returns:
+        Estimated seconds.
+    """
+    rate = seconds_per_row_epoch or DEFAULT_SECONDS_PER_ROW_EPOCH["gpu" if gpu else "cpu"]
+    work = n_runs * (epochs * n_rows * rate + RUN_OVERHEAD_S) + search_trial_epochs * n_rows * rate
+    return work / max(parallel, 1)
+
+
+def format_duration(seconds: float) -> str:
+    """"about 3 min", "about 2.5 h" ...
+
+    Args:
+        seconds: a duration.
+
+    Returns:
+        A short human text.
+    """
+    if not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"about {max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+__all__ = [
+    "compute_study_results",
+    "estimate_study_seconds",
+    "run_specs",
+    "run_study_job",
+    "run_train_job",
+    "search_hyperparameters",
+    "training_samples",
+    "validate_study_payload",
+]

@@ -1,0 +1,135 @@
+"""Study payloads, run expansion, time estimate, inline studies (Figure 2) and the Ray Tune search."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+import jobs
+from db.engine import session_scope
+from db.models import Job, Prediction, Run, Study
+from jobs import store
+from jobs.training import estimate_study_seconds, run_specs, training_samples, validate_study_payload
+from tests.jobs.conftest import TINY_TRAIN, toy_target, wait_until
+
+
+def test_payload_defaults_are_the_papers_protocol():
+    payload = validate_study_payload({"dataset_version_id": "4"})
+    assert payload["dataset_version_id"] == 4
+    assert payload["modes"] == ["composition", "bimodal-aug", "bimodal"]
+    assert payload["seeds"] == [0, 1, 2, 3, 4]
+    assert payload["split"] == {"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0}
+    assert payload["device"] == "auto" and payload["search"]["enabled"] is False
+    specs = run_specs(payload)
+    assert len(specs) == 15
+    assert {(s["mode"], s["seed"]) for s in specs} == {(m, s) for m in payload["modes"] for s in range(5)}
+    assert all(s["config"]["epochs"] == 200 and s["config"]["lr"] == 0.01 for s in specs)
+
+
+def test_figure2_adds_bimodal_runs_per_kept_share_and_search_overrides_apply_per_mode():
+    payload = validate_study_payload(
+        {"dataset_version_id": 1, "seeds": [0, 1], "structure_fractions": [0.5, 0.0], "train": {"epochs": 3}}
+    )
+    specs = run_specs(payload, {"bimodal": {"lr": 1e-3, "fusion": "concat"}})
+    assert len(specs) == 3 * 2 + 2 * 2 * 2  # main runs + (bimodal-aug, bimodal) x seeds x shares
+    figure2 = [s for s in specs if s["structure_fraction"] is not None]
+    assert {s["mode"] for s in figure2} == {"bimodal-aug", "bimodal"}
+    assert sorted({s["structure_fraction"] for s in figure2}) == [0.0, 0.5]
+    bimodal = [s for s in specs if s["mode"] == "bimodal"]
+    assert all(s["config"]["lr"] == 1e-3 and s["config"]["fusion"] == "concat" for s in bimodal)
+    assert all(s["config"]["lr"] == 1e-2 for s in specs if s["mode"] != "bimodal")
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({}, "dataset_version_id is missing"),
+        ({"dataset_version_id": 1, "modes": ["trimodal"]}, "modes must be a non-empty subset"),
+        ({"dataset_version_id": 1, "seeds": [1, 1]}, "seeds must be distinct"),
+        ({"dataset_version_id": 1, "train": {"learning_rate": 0.1}}, "unknown training settings ['learning_rate']"),
+        ({"dataset_version_id": 1, "train": {"lr": -1}}, "lr must be > 0"),
+        ({"dataset_version_id": 1, "device": "tpu"}, "device must be one of"),
+        ({"dataset_version_id": 1, "split": {"method": "kfold"}}, "split method must be one of"),
+        ({"dataset_version_id": 1, "split": {"fractions": [0.8, 0.0, 0.2]}}, "validation share > 0"),
+        ({"dataset_version_id": 1, "structure_fractions": [1.5]}, "structure_fractions"),
+    ],
+)
+def test_bad_payloads_are_refused_before_anything_is_written(db_url, payload, fragment):
+    with pytest.raises(ValueError, match="invalid study") as error:
+        jobs.submit("study", payload)
+    assert fragment in str(error.value)
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_unknown_kind_is_refused(db_url):
+    with pytest.raises(ValueError, match="unknown job kind 'paint'"):
+        jobs.submit("paint", {})
+
+
+def test_training_samples_carry_entry_ids_targets_and_accepted_structures(db_url, toy_version):
+    samples = training_samples(db_url, toy_version)
+    assert len(samples) == 30  # the rejected row is left out
+    with_structure = [s for s in samples if s.structure is not None]
+    assert len(with_structure) == 10
+    assert samples[0].formula == "LiF" and samples[0].structure.composition.reduced_formula == "LiF"
+    assert all(s.structure_id is not None for s in with_structure)
+    assert samples[1].formula == "LiCl" and samples[1].target == pytest.approx(toy_target("Li", "Cl"))
+    assert samples[1].structure is None and samples[3].structure is not None  # every third row
+
+
+def test_estimate_scales_with_work_and_parallelism():
+    one = estimate_study_seconds(100, 3, 200, seconds_per_row_epoch=1e-3)
+    assert one == pytest.approx(3 * (200 * 100 * 1e-3 + 10.0))
+    assert estimate_study_seconds(100, 3, 200, parallel=3, seconds_per_row_epoch=1e-3) == pytest.approx(one / 3)
+    assert estimate_study_seconds(100, 3, 200, gpu=True) < estimate_study_seconds(100, 3, 200)
+
+
+@pytest.mark.slow
+def test_inline_study_with_figure2_hides_structures_and_summarises(db_url, toy_version):
+    payload = {
+        "dataset_version_id": toy_version, "modes": ["bimodal"], "seeds": [0], "train": TINY_TRAIN,
+        "structure_fractions": [0.0],
+    }
+    job_id = jobs.submit("study", payload)
+    assert jobs.run_inline(job_id) == "succeeded", store.job_row(db_url, job_id)["error"]
+    with session_scope(db_url) as session:
+        study = session.scalar(select(Study))
+        runs = session.scalars(select(Run).order_by(Run.id)).all()
+        assert [(r.mode, r.structure_fraction, r.status) for r in runs] == [
+            ("bimodal", None, "succeeded"), ("bimodal", 0.0, "succeeded"),
+        ]
+        hidden = session.scalars(select(Prediction).where(Prediction.run_id == runs[1].id)).all()
+        assert len(hidden) == 30 and not any(p.has_structure for p in hidden)  # no structure kept
+        assert all(p.composition_weight == pytest.approx(1.0) for p in hidden)
+        assert all(v is None for v in runs[1].structure_decisions.values())
+        figure2 = study.results["figure2"]
+    assert [(row["structure_fraction"], row["mode"]) for row in figure2] == [(0.0, "bimodal"), (1.0, "bimodal")]
+    assert figure2[0]["test_mae_mean"] == pytest.approx(runs[1].test_metrics["all"]["mae"])
+    assert figure2[1]["test_mae_mean"] == pytest.approx(runs[0].test_metrics["all"]["mae"])
+    # the time estimate now uses this installation's own speed, for the same encoder width only
+    rate = store.median_epoch_seconds_per_row(db_url, hidden_dim=TINY_TRAIN["hidden_dim"])
+    assert rate is not None and rate > 0
+    assert store.median_epoch_seconds_per_row(db_url, hidden_dim=64) is None
+
+
+@pytest.mark.slow
+def test_search_with_ray_tune_picks_a_table3_point_and_reruns_it(executor_thread, db_url, toy_version):
+    """The search runs inside the study's coordinator task on Ray, its trials as further Ray tasks."""
+    from cosnet_core.hparams import SEARCH_SPACE
+
+    payload = {
+        "dataset_version_id": toy_version, "modes": ["composition"], "seeds": [0], "train": TINY_TRAIN,
+        "search": {"enabled": True, "num_samples": 2, "epochs": 2, "grace_period": 1},
+    }
+    job_id = jobs.submit("study", payload)
+    wait_until(lambda: store.job_row(db_url, job_id)["status"] in store.TERMINAL, 300, "the study with a search")
+    assert store.job_row(db_url, job_id)["status"] == "succeeded", store.job_row(db_url, job_id)["error"]
+    with session_scope(db_url) as session:
+        study = session.scalar(select(Study))
+        (run,) = session.scalars(select(Run)).all()
+        found = study.config["search_results"]["composition"]
+        assert found["trials"] == 2 and all(1 <= e <= 2 for e in found["epochs_per_trial"])  # ASHA may stop one
+        assert all(found["best_config"][name] in values for name, values in SEARCH_SPACE.items())
+        assert all(run.config[name] == value for name, value in found["best_config"].items())
+        assert run.status == "succeeded"

@@ -1,0 +1,105 @@
+"""The Training page driven with Streamlit's AppTest: empty state, launch, progress, cancel."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from jobs import store
+from tests.jobs.conftest import make_dataset
+from tests.ray_fixture import ray_session  # noqa: F401  (the shared session fixture)
+
+PAGE = "pages/training.py"
+
+
+def wait_until(condition, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "error", "success", "warning") for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_empty_state_without_a_dataset(app_test):
+    at = app_test()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception
+    assert "Import a dataset" in at.info[0].value
+    assert not [b for b in at.button if b.label == "Launch study"]
+
+
+def test_too_small_a_dataset_cannot_be_launched(app_test, app_env):
+    version_id = make_dataset(os.environ["COSNET_DATABASE_URL"], n=6)
+    at = app_test()
+    at.switch_page(PAGE)
+    at.session_state["active_dataset_version_id"] = version_id
+    at.run()
+    assert not at.exception
+    assert "a study needs at least 10" in texts(at)
+    assert [b for b in at.button if b.label == "Launch study"][0].disabled
+
+
+@pytest.mark.slow
+def test_launch_watch_progress_and_cancel(app_test, app_env, ray_session):  # noqa: F811
+    from jobs.executor import stop_executor
+
+    db_url = os.environ["COSNET_DATABASE_URL"]
+    version_id = make_dataset(db_url)
+    at = app_test(timeout=60)
+    at.switch_page(PAGE)
+    at.session_state["active_dataset_version_id"] = version_id
+    at.run()
+    assert not at.exception
+    assert "30 rows with a target, 10 of them with an accepted crystal structure" in texts(at)
+    assert "estimated" in texts(at)
+    assert [r.options for r in at.radio if r.label == "Device"][0][:2] == ["Auto (GPU when available)", "CPU"]
+    [m for m in at.multiselect if m.label == "Modes"][0].set_value(["bimodal-aug"])
+    [n for n in at.number_input if n.label == "Seeds per mode"][0].set_value(1)
+    [n for n in at.number_input if n.label == "Epochs"][0].set_value(300)
+    [n for n in at.number_input if n.label == "Encoder width"][0].set_value(8)
+    at.run()
+    assert "1 runs of 300 epochs on 30 rows" in texts(at)
+    try:
+        [b for b in at.button if b.label == "Launch study"][0].click()
+        at.run()
+        assert not at.exception
+        assert "Study queued" in texts(at)
+        (study_job,) = store.pending_study_jobs(db_url, version_id) or [
+            {"id": s["job_id"]} for s in store.studies_of_version(db_url, version_id)
+        ]
+        job = store.job_row(db_url, study_job["id"])
+        assert job["payload"]["train"]["epochs"] == 300 and job["payload"]["modes"] == ["bimodal-aug"]
+        assert job["created_by"] == "local"
+
+        def first_epoch():
+            studies = store.studies_of_version(db_url, version_id)
+            runs = store.runs_of_study(db_url, studies[0]["id"]) if studies else []
+            return runs and runs[0]["epochs_done"] >= 1
+
+        wait_until(first_epoch, 180, "a first epoch")
+        at.run()
+        assert not at.exception
+        assert at.get("progress"), "no progress bar"
+        assert "running" in texts(at)
+        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"), "no loss curve"
+        cancel = [b for b in at.button if b.label == "Cancel study"]
+        assert cancel
+        cancel[0].click()
+        at.run()
+        wait_until(lambda: store.job_row(db_url, study_job["id"])["status"] in store.TERMINAL, 90, "the cancel")
+        assert store.job_row(db_url, study_job["id"])["status"] == "cancelled"
+        at.run()
+        assert "cancelled" in texts(at)
+        assert not [b for b in at.button if b.label == "Cancel study"]
+    finally:
+        assert stop_executor(app_env)
