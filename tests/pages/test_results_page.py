@@ -52,3 +52,37 @@ def test_empty_state_without_studies(app_test):
     at.run()
     assert not at.exception
     assert "No study has been launched yet" in at.info[0].value
+
+
+def test_results_of_a_study_trained_in_the_test(app_test, downloads):
+    """A tiny real study (two modes, two seeds, 2 epochs) trained by the jobs package, then shown on the page."""
+    import os
+
+    import jobs
+    from tests.jobs.conftest import TINY_TRAIN, make_dataset
+
+    version_id = make_dataset(os.environ["COSNET_DATABASE_URL"])
+    payload = {"dataset_version_id": version_id, "modes": ["composition", "bimodal-aug"], "seeds": [0, 1],
+               "train": TINY_TRAIN, "split": {"method": "grouped", "seed": 0}}
+    job_id = jobs.submit("study", payload)
+    assert jobs.run_inline(job_id) == "succeeded"
+
+    at = app_test(timeout=120)
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    from db.results import list_studies
+
+    study_id = list_studies()[0].id
+    expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"])
+    shown = at.dataframe[0].value
+    for subset, label in [("all", "complete"), ("without_structure", "w/o structure"),
+                          ("with_structure", "w/ structure")]:
+        for mode, column in [("composition", "composition only"), ("bimodal-aug", "bimodal with augmentation")]:
+            mean, std = (float(x) for x in shown.loc[label, column].split(" ")[0:3:2])
+            assert mean == pytest.approx(expected.loc[(subset, mode), "mae_mean"], abs=5e-4)
+            assert std == pytest.approx(expected.loc[(subset, mode), "mae_std"], abs=5e-4)
+    n_test = int(expected.loc[("all", "composition"), "n"])
+    downloaded = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
+    assert len(downloaded) == n_test and set(downloaded["split"]) == {"test"}
+    assert any(h.value.startswith("Figure 3") for h in at.header)
