@@ -54,7 +54,7 @@ def residual_histogram(samples: pd.DataFrame, target_label: str) -> alt.Chart:
             y=alt.Y("count():Q", title="Rows"),
             color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
         )
-        .properties(title="Residuals", height=260)
+        .properties(title="Residuals", height=260, padding={"left": 12, "top": 6, "right": 6, "bottom": 6})
     )
 
 
