@@ -342,9 +342,14 @@ def review_list(url: str, version_id: int) -> int | None:
     return st.selectbox("Entry", ids, format_func=labels.__getitem__, key=ENTRY_KEY)
 
 
-def _accept(url: str, candidate_id: int) -> None:
+def _accept(url: str, candidate_id: int, what: str = "the structure") -> None:
     _guarded(lambda: store.accept_candidate(url, candidate_id, reviewer=reviewer()),
-             success="Accepted the structure (decision {result}).")
+             success=f"Accepted {what} (decision {{result}}); it is in the decision history below.")
+
+
+def detail_label(detail: dict) -> str:
+    """How a row is named in a message: its row number and formula."""
+    return f"row {detail.get('row', '?')} ({detail.get('formula') or detail.get('composition') or '?'})"
 
 
 def _reject_candidate(url: str, candidate_id: int) -> None:
@@ -450,7 +455,9 @@ def entry_panel(url: str, version_id: int, entry_id: int) -> None:
             buttons = st.columns(3)
             buttons[0].button(
                 "Choose this one instead" if other_accepted else "Accept", key="structures_accept", type="primary",
-                disabled=chosen["status"] == "accepted", on_click=_accept, args=(url, chosen["candidate_id"]),
+                disabled=chosen["status"] == "accepted", on_click=_accept,
+                args=(url, chosen["candidate_id"],
+                      f"{chosen['source']}:{chosen['external_id']} ({chosen['formula']}) for {detail_label(detail)}"),
             )
             buttons[1].button("Reject this candidate", key="structures_reject_candidate",
                               disabled=chosen["status"] == "rejected", on_click=_reject_candidate,
