@@ -17,14 +17,14 @@ st.cache_resource(show_spinner=False)(warm_up_in_background)()  # crystal-toolki
 user = login_gate(url)  # with authentication configured, nothing below runs until someone logs in
 
 pages = [
-    st.Page("pages/datasets.py", title="Datasets", icon="📄", default=True),
-    st.Page("pages/structures.py", title="Structures", icon="💎"),
-    st.Page("pages/training.py", title="Training", icon="⚙️"),
-    st.Page("pages/results.py", title="Results", icon="📊"),
-    st.Page("pages/predict.py", title="Predict", icon="🔮"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/table_chart:", default=True),
+    st.Page("pages/structures.py", title="Structures", icon=":material/diamond:"),
+    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/analytics:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
 if user.is_admin and user.mode == "accounts":
-    pages.append(st.Page("pages/admin.py", title="Admin", icon="🔑"))
+    pages.append(st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
 navigation = st.navigation(pages)
 dataset_sidebar(url, user.username, user.is_admin)
 sidebar_identity(user)

@@ -23,7 +23,7 @@ st.title("Predict")
 choices = model_choices(url)
 if not choices:
     st.info("No trained model yet. Train a study on the Training page; its models appear here.")
-    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
     st.stop()
 
 labels = {c.label: c for c in choices}

@@ -23,7 +23,7 @@ st.title("Results")
 studies = list_studies(url)
 if not studies:
     st.info("No study has been launched yet. Launch one on the Training page; its results appear here.")
-    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
     st.stop()
 
 by_id = {s.id: s for s in studies}
@@ -48,7 +48,7 @@ def _load(study_id: int, status: str, db_url: str) -> tuple[pd.DataFrame, ...]:
 predictions, entries, epochs, runs = _load(study_id, study.status, url)
 if predictions.empty:
     st.info("No run of this study has finished yet. Progress is shown on the Training page.")
-    st.page_link("pages/training.py", label="Go to Training", icon="⚙️")
+    st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
     st.stop()
 target = study.target_label
 

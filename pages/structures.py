@@ -16,7 +16,7 @@ st.write(
 version_id = active_version_id()
 if version_id is None:
     st.info("There is no dataset to match yet. Import one on the Datasets page first.")
-    st.page_link("pages/datasets.py", label="Go to Datasets", icon="📄")
+    st.page_link("pages/datasets.py", label="Go to Datasets", icon=":material/table_chart:")
     st.stop()
 
 view.show_flash()

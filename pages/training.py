@@ -74,7 +74,7 @@ st.write(
 version_id = active_version_id()
 if version_id is None:
     st.info("There is nothing to train on yet. Import a dataset on the Datasets page first.")
-    st.page_link("pages/datasets.py", label="Go to Datasets", icon="📄")
+    st.page_link("pages/datasets.py", label="Go to Datasets", icon=":material/table_chart:")
     st.stop()
 
 counts = store.version_counts(url, version_id)
@@ -287,7 +287,7 @@ def _study_card(study: dict, target_unit: str) -> None:
             chosen = st.selectbox("Log of", list(sources), key=f"log-{study['id']}")
             st.code(_log_tail(sources[chosen]), language=None)
         if status == "succeeded":
-            st.page_link("pages/results.py", label="See the results", icon="📊")
+            st.page_link("pages/results.py", label="See the results", icon=":material/analytics:")
 
 
 @st.fragment(run_every=2.0 if active else None)
