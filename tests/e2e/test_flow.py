@@ -120,7 +120,7 @@ def test_upload_match_accept_train_results_predict(shared_data, tmp_path, data_d
     assert len(drawn["fills"]) >= 2, drawn  # several elements, several colours (Li is one of them)
     screenshot(page, "2-structures")
     click_button(page, "Accept")
-    assert any(text.startswith("Accepted the structure") for text in alerts(page, "Success"))
+    assert any(text.startswith("Accepted ") and " for row " in text for text in alerts(page, "Success"))
     assert metrics(page)["Structure coverage"] == f"{100 * (len(subset.ids_with_cif) + 1) / subset.n_rows:.1f} %"
     lap("structures")
 
