@@ -31,7 +31,7 @@ from typing import Any
 
 from tests.browser import REPO_ROOT, artifacts_dir, free_port
 
-E2E_TIMEOUT_MS = 120_000
+E2E_TIMEOUT_MS = 240_000  # generous: the first script run of a cold server imports torch and pymatgen
 #: The 3D viewer component's iframe (``ui.structure_viewer``) and its drawn SVG scene.
 VIEWER_IFRAME = "iframe[title='ui.structure_viewer.structure_scene']"
 VIEWER_SVG = "#scene-root[data-rendered='1'] #cosnet-structure-scene svg"
