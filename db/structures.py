@@ -336,29 +336,14 @@ class LibraryImportReport:
 
 def _parse_cif_candidate(text: str, external_id: str, item: str, max_sites: int, **properties: Any):
     """A library candidate for one CIF text, validated (parsing, sites, volume); spacegroup computed if absent."""
-    from cosnet_core.sources.base import StructureCandidate
-    from cosnet_core.structure import StructureError, load_structure, structure_hash
+    from cosnet_core.sources.local_library import candidate_from_structure
+    from cosnet_core.structure import StructureError, load_structure
 
     try:
         structure = load_structure(text, max_sites=max_sites)
     except StructureError as error:
         raise StructureStoreError(item, error.reason) from error
-    number = properties.pop("spacegroup_number", None)
-    symbol = properties.pop("spacegroup_symbol", None)
-    if number is None:
-        symbol, number = _spacegroup(structure)
-    return StructureCandidate(
-        source="library",
-        external_id=external_id,
-        formula=structure.composition.reduced_formula,
-        structure=structure,
-        spacegroup_number=number,
-        spacegroup_symbol=symbol,
-        nsites=len(structure),
-        content_hash=structure_hash(structure),
-        cif=text,
-        **properties,
-    )
+    return candidate_from_structure(structure, external_id, source="library", cif=text, **properties)
 
 
 def _spacegroup(structure) -> tuple[str | None, int | None]:

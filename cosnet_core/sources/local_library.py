@@ -88,7 +88,7 @@ def _spacegroup(structure: Structure) -> tuple[str | None, int | None]:
 
 
 def candidate_from_structure(
-    structure: Structure, external_id: str, *, source: str = "library", cif: str | None = None
+    structure: Structure, external_id: str, *, source: str = "library", cif: str | None = None, **properties: Any
 ) -> StructureCandidate:
     """A candidate for an already parsed structure (formula, space group, sites and content hash filled in).
 
@@ -97,13 +97,18 @@ def candidate_from_structure(
         external_id: its identifier (file name, entry id).
         source: ``"library"``, ``"dataset"`` or ``"upload"``.
         cif: the original CIF text, kept for persistence when given.
+        **properties: further candidate fields known from elsewhere (e.g. ``energy_above_hull``, ``theoretical``,
+            or a ``spacegroup_number``/``spacegroup_symbol`` read from a table, which then is not recomputed).
 
     Returns:
         The candidate.
     """
     from cosnet_core.structure import structure_hash
 
-    symbol, number = _spacegroup(structure)
+    number = properties.pop("spacegroup_number", None)
+    symbol = properties.pop("spacegroup_symbol", None)
+    if number is None:
+        symbol, number = _spacegroup(structure)
     return StructureCandidate(
         source=source,
         external_id=external_id,
@@ -114,6 +119,7 @@ def candidate_from_structure(
         nsites=len(structure),
         content_hash=structure_hash(structure),
         cif=cif,
+        **properties,
     )
 
 
