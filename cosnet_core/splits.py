@@ -70,8 +70,9 @@ def composition_key(composition: Composition) -> str:
     Returns:
         A string such as ``"Li:0.666667 O:0.333333"``.
     """
-    fractions = composition.fractional_composition.get_el_amt_dict()
-    return " ".join(f"{symbol}:{amount:.6f}" for symbol, amount in sorted(fractions.items()))
+    from cosnet_core.data import composition_key as fraction_key
+
+    return " ".join(f"{symbol}:{fraction:.6f}" for symbol, fraction in sorted(fraction_key(composition)))
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
