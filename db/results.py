@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from db.datasets import visible_to
 from db.engine import get_engine, session_scope
 from db.models import (
     Dataset,
@@ -56,12 +57,16 @@ def target_label(version: DatasetVersion) -> str:
     return f"{name} ({unit})" if unit else name
 
 
-def list_studies(url: str | None = None, version_id: int | None = None) -> list[StudyInfo]:
-    """Studies, newest first (only those on ``version_id`` when given)."""
+def list_studies(
+    url: str | None = None, version_id: int | None = None, *, username: str | None = None, is_admin: bool = True
+) -> list[StudyInfo]:
+    """Studies the user may see (on their own or the lab's shared datasets), newest first; only those on
+    ``version_id`` when given."""
     query = (
         select(Study, Dataset.name, DatasetVersion)
         .join(DatasetVersion, Study.dataset_version_id == DatasetVersion.id)
         .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+        .where(visible_to(username, is_admin))
         .order_by(Study.id.desc())
     )
     if version_id is not None:
@@ -179,13 +184,16 @@ class ModelChoice:
     mode: str
 
 
-def model_choices(url: str | None = None) -> list[ModelChoice]:
-    """Seed ensembles (one per study and mode) first, then single runs, newest first."""
+def model_choices(url: str | None = None, *, username: str | None = None, is_admin: bool = True) -> list[ModelChoice]:
+    """Models trained on datasets the user may see: seed ensembles (one per study and mode) first, then single
+    runs, newest first."""
     query = (
         select(Study.id, Study.name, Run.id, Run.mode, Run.seed, ModelArtifact.path)
         .join(Run, ModelArtifact.run_id == Run.id)
         .join(Study, Run.study_id == Study.id, isouter=True)
-        .where(Run.status == "succeeded", Run.structure_fraction.is_(None))
+        .join(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
+        .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+        .where(Run.status == "succeeded", Run.structure_fraction.is_(None), visible_to(username, is_admin))
         .order_by(Run.id.desc())
     )
     with session_scope(url) as session:

@@ -14,13 +14,13 @@ from db.engine import session_scope
 from db.models import Structure
 from db.results import model_choices
 from ui.predict_view import TableError, batch_result, load_models, predict_in_chunks, read_batch
-from ui.state import database
+from ui.state import database, visibility
 from ui.structure_viewer import structure_viewer
 
 url = database()
 st.title("Predict")
 
-choices = model_choices(url)
+choices = model_choices(url, **visibility())
 if not choices:
     st.info("No trained model yet. Train a study on the Training page; its models appear here.")
     st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")

@@ -13,14 +13,14 @@ from ui.results_view import (
     residual_histogram,
     training_curves,
 )
-from ui.state import database
+from ui.state import database, visibility
 
 STUDY_KEY = "results_study_id"
 
 url = database()
 st.title("Results")
 
-studies = list_studies(url)
+studies = list_studies(url, **visibility())
 if not studies:
     st.info("No study has been launched yet. Launch one on the Training page; its results appear here.")
     st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")

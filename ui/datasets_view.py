@@ -49,9 +49,9 @@ from db.datasets import (
     save_upload,
     unused_rows_csv,
 )
-from ui.auth import current_user as auth_user
 from ui.auth import current_username
 from ui.state import active_version_id, set_active_version
+from ui.state import visibility as state_visibility
 
 # st.session_state keys owned by this page.
 TABLE_KEY = "datasets_upload_table"  # {"name", "data", "sha256", "file_id"} of the uploaded table
@@ -89,8 +89,7 @@ DUPLICATE_LABELS = {
 
 def visibility() -> dict:
     """Whose datasets the current user may see (their own and the lab's shared ones; administrators all)."""
-    user = auth_user()
-    return {"username": user.username if user else None, "is_admin": bool(user and user.is_admin)}
+    return state_visibility()
 
 
 def current_user() -> str:

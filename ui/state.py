@@ -56,6 +56,15 @@ def version_choices(url: str, username: str = "local", is_admin: bool = True) ->
     return [VersionChoice(vid, f"{name} · v{number} ({kept} rows)") for name, vid, number, kept in rows]
 
 
+def visibility() -> dict:
+    """Keyword arguments restricting queries to what the current user may see (own and shared datasets; an
+    administrator, or the single user of an unconfigured instance, sees all)."""
+    from ui.auth import current_user
+
+    user = current_user()
+    return {"username": user.username if user else "", "is_admin": bool(user and user.is_admin)}
+
+
 def active_version_id() -> int | None:
     """The dataset version chosen in the sidebar, or None when there is none yet."""
     return st.session_state.get(ACTIVE_VERSION_KEY)

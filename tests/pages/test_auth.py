@@ -3,7 +3,7 @@
 import pytest
 
 from db.engine import session_scope
-from db.models import Dataset, DatasetVersion, User
+from db.models import Dataset, DatasetVersion, ModelArtifact, Study, User
 from db.users import AccountError, authenticate, create_user, hash_password
 from ui.state import version_choices
 
@@ -60,3 +60,20 @@ def test_users_see_their_own_and_shared_datasets_admin_sees_all(app_env):
     assert names(version_choices(None, "ada", False)) == ["lab", "mine"]
     assert names(version_choices(None, "bob", False)) == ["bobs", "lab"]
     assert names(version_choices(None, "root", True)) == ["bobs", "lab", "mine"]
+
+
+def test_studies_and_models_of_private_datasets_stay_private(app_env):
+    from db.results import list_studies, model_choices
+    from tests.pages.results_fixtures import store_study
+
+    study_id = store_study(n_entries=6)
+    with session_scope() as session:
+        study = session.get(Study, study_id)
+        study.dataset_version.dataset.owner, study.dataset_version.dataset.shared = "bob", False
+        for run in study.runs:
+            session.add(ModelArtifact(run_id=run.id, path=f"/m/{run.id}.pt", sha256="0" * 64, size_bytes=1))
+    assert [s.id for s in list_studies(None, username="bob", is_admin=False)] == [study_id]
+    assert list_studies(None, username="ada", is_admin=False) == []
+    assert [s.id for s in list_studies(None, username="root", is_admin=True)] == [study_id]
+    assert model_choices(None, username="ada", is_admin=False) == []
+    assert len(model_choices(None, username="bob", is_admin=False)) == 6  # 2 ensembles + 4 single runs
