@@ -5,7 +5,7 @@ import streamlit as st
 from cosnet_core.ingest import IngestLimits
 from db.datasets import list_datasets
 from ui import datasets_view as view
-from ui.state import database
+from ui.state import database, visibility
 
 url = database()
 
@@ -23,7 +23,7 @@ except ValueError as error:
     st.error(f"The upload limits are misconfigured: {error}")
     st.stop()
 
-if not list_datasets(url, **view.visibility()) and view.TABLE_KEY not in st.session_state:
+if not list_datasets(url, **visibility()) and view.TABLE_KEY not in st.session_state:
     st.info("No dataset has been imported yet. Start by uploading a table below.")
 
 view.upload_section(url, limits)

@@ -50,8 +50,7 @@ from db.datasets import (
     unused_rows_csv,
 )
 from ui.auth import current_username
-from ui.state import active_version_id, set_active_version
-from ui.state import visibility as state_visibility
+from ui.state import active_version_id, set_active_version, visibility
 
 # st.session_state keys owned by this page.
 TABLE_KEY = "datasets_upload_table"  # {"name", "data", "sha256", "file_id"} of the uploaded table
@@ -85,11 +84,6 @@ DUPLICATE_LABELS = {
     "median": "Median per composition",
     "most_recent": "Most recent (needs a year or reference column)",
 }
-
-
-def visibility() -> dict:
-    """Whose datasets the current user may see (their own and the lab's shared ones; administrators all)."""
-    return state_visibility()
 
 
 def current_user() -> str:

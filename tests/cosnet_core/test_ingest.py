@@ -8,7 +8,6 @@ import math
 import zipfile
 from pathlib import Path
 
-import openpyxl
 import pandas as pd
 import pytest
 
@@ -23,6 +22,7 @@ from cosnet_core.ingest import (
     suggest_mapping,
 )
 from cosnet_core.ingest import clean_table as _clean_table
+from tests.cosnet_core.ingest_files import workbook
 
 LIMITS = IngestLimits()
 
@@ -99,20 +99,10 @@ def test_read_ragged_rows_keep_extra_cells() -> None:
     assert any("more cells than the header" in w for w in raw.warnings)
 
 
-def _workbook(sheets: dict[str, list[list[object]]]) -> bytes:
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
 
 
 def test_read_xlsx_chosen_sheet() -> None:
-    data = _workbook(
+    data = workbook(
         {
             "notes": [["just text"]],
             "data": [["formula", "gap expt"], ["GaAs", 1.42], ["Si", 1.12], [None, None], ["ZnO", 3]],
@@ -127,7 +117,7 @@ def test_read_xlsx_chosen_sheet() -> None:
 
 
 def test_read_xlsx_single_sheet_needs_no_choice() -> None:
-    data = _workbook({"only": [["composition", "target"], ["Li2O", "<1e-10"], ["NaCl", 0.5]]})
+    data = workbook({"only": [["composition", "target"], ["Li2O", "<1e-10"], ["NaCl", 0.5]]})
     raw = read_table(data, "one.XLSX", limits=LIMITS)
     assert raw.sheet == "only" and raw.frame["target"].tolist() == ["<1e-10", "0.5"]
 

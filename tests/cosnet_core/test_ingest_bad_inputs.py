@@ -11,7 +11,6 @@ import struct
 import zipfile
 from collections.abc import Callable
 
-import openpyxl
 import pytest
 
 from cosnet_core.ingest import (
@@ -24,6 +23,7 @@ from cosnet_core.ingest import (
     read_cif_zip,
     read_table,
 )
+from tests.cosnet_core.ingest_files import workbook
 
 LIMITS = IngestLimits()
 SMALL = IngestLimits(
@@ -59,19 +59,9 @@ def _corrupt_member_zip() -> bytes:
     return bytes(data)
 
 
-def _workbook(sheets: dict[str, list[list[object]]]) -> bytes:
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
 
 
-TWO_SHEETS = _workbook(
+TWO_SHEETS = workbook(
     {"raw": [["formula", "target"], ["Li2O", 1]], "clean": [["formula", "target"], ["NaCl", 2]]}
 )
 
@@ -115,7 +105,7 @@ FAILING = [
     ),
     pytest.param(
         lambda: read_table(
-            _workbook({"s": [["formula", "target"]] + [["Li2O", 1], [None, None]] * 6}),
+            workbook({"s": [["formula", "target"]] + [["Li2O", 1], [None, None]] * 6}),
             "t.xlsx",
             limits=FEW_ROWS,
         ),
