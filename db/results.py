@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.datasets import visible_to
 from db.engine import get_engine, session_scope
@@ -81,6 +81,14 @@ def list_studies(
             )
             for study, name, version in session.execute(query)
         ]
+
+
+def finished_runs(study_id: int, url: str | None = None) -> int:
+    """How many runs of the study have succeeded (cheap; keys the Results page's cache while a study runs)."""
+    with session_scope(url) as session:
+        return int(session.scalar(
+            select(func.count()).select_from(Run).where(Run.study_id == study_id, Run.status == "succeeded")
+        ))
 
 
 def study_predictions(study_id: int, url: str | None = None) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cosnet_core.report import MODE_LABELS, figure2, per_sample, table1
-from db.results import list_studies, study_entries, study_epochs, study_predictions, study_runs
+from db.results import finished_runs, list_studies, study_entries, study_epochs, study_predictions, study_runs
 from ui.results_view import (
     composition_weight_chart,
     figure2_chart,
@@ -40,12 +40,12 @@ st.caption(
 
 
 @st.cache_data(show_spinner="Loading predictions…", max_entries=8)
-def _load(study_id: int, status: str, db_url: str) -> tuple[pd.DataFrame, ...]:
+def _load(study_id: int, n_finished: int, db_url: str) -> tuple[pd.DataFrame, ...]:
     return (study_predictions(study_id, db_url), study_entries(study_id, db_url), study_epochs(study_id, db_url),
             study_runs(study_id, db_url))
 
 
-predictions, entries, epochs, runs = _load(study_id, study.status, url)
+predictions, entries, epochs, runs = _load(study_id, finished_runs(study_id, url), url)  # new finished runs show up while the study goes on
 if predictions.empty:
     st.info("No run of this study has finished yet. Progress is shown on the Training page.")
     st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")

@@ -86,3 +86,24 @@ def test_results_of_a_study_trained_in_the_test(app_test, downloads):
     downloaded = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
     assert len(downloaded) == n_test and set(downloaded["split"]) == {"test"}
     assert any(h.value.startswith("Figure 3") for h in at.header)
+
+
+def test_a_run_that_finishes_while_the_study_goes_on_appears_on_the_next_rerun(app_test):
+    from db.engine import session_scope
+    from db.models import Run, Study
+
+    study_id = store_study(n_entries=12)
+    with session_scope() as session:
+        session.get(Study, study_id).status = "running"
+        last = session.get(Study, study_id).runs[-1]
+        last.status, last_id = "running", last.id
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert "± 0.000" in at.dataframe[0].value.loc["complete", "bimodal with augmentation"]  # one seed so far
+    with session_scope() as session:
+        session.get(Run, last_id).status = "succeeded"
+    at.run()
+    shown = at.dataframe[0].value.loc["complete", "bimodal with augmentation"]
+    expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"]).loc[("all", "bimodal-aug")]
+    assert expected["n_seeds"] == 2 and shown.startswith(f"{expected['mae_mean']:.3f} ± {expected['mae_std']:.3f}")
