@@ -42,6 +42,8 @@ class CosNetConfig:
         hidden_dim: width h of C and S.
         roost_layers: message-passing layers of g_C.
         roost_heads: attention heads of g_C.
+        roost_mlp_hidden: hidden width of the attention-gate and message MLPs inside g_C; None (the default) means
+            ``hidden_dim``, as in the COSNet authors' code (ROOST's own open-source default is 256).
         cgcnn_layers: convolutions of g_S.
         edge_dim: Gaussians per edge.
         cell_dim: number of cell descriptors.
@@ -55,6 +57,7 @@ class CosNetConfig:
     hidden_dim: int = 64
     roost_layers: int = 3
     roost_heads: int = 3
+    roost_mlp_hidden: int | None = None
     cgcnn_layers: int = 3
     edge_dim: int = 41
     cell_dim: int = len(CELL_DESCRIPTOR_NAMES)
@@ -142,7 +145,7 @@ class CosNet(nn.Module):
         h = config.hidden_dim
         weight_width = 1 if config.weight == "scalar" else h
         self.composition_encoder = RoostEncoder(
-            config.element_dim, h, config.roost_layers, config.roost_heads
+            config.element_dim, h, config.roost_layers, config.roost_heads, config.roost_mlp_hidden
         )
         self.structure_encoder = DeCGCNNEncoder(
             config.element_dim, h, config.cgcnn_layers, config.edge_dim, config.cell_dim

@@ -46,14 +46,14 @@ class WeightedAttentionLayer(nn.Module):
     Args:
         hidden_dim: node width.
         heads: number of attention heads K.
+        mlp_hidden: hidden width of f_k and g_k (default: ``hidden_dim``).
     """
 
-    def __init__(self, hidden_dim: int, heads: int) -> None:
+    def __init__(self, hidden_dim: int, heads: int, mlp_hidden: int | None = None) -> None:
         super().__init__()
-        self.gates = nn.ModuleList(simple_mlp(2 * hidden_dim, (hidden_dim,), 1) for _ in range(heads))
-        self.messages = nn.ModuleList(
-            simple_mlp(2 * hidden_dim, (hidden_dim,), hidden_dim) for _ in range(heads)
-        )
+        inner = mlp_hidden or hidden_dim
+        self.gates = nn.ModuleList(simple_mlp(2 * hidden_dim, (inner,), 1) for _ in range(heads))
+        self.messages = nn.ModuleList(simple_mlp(2 * hidden_dim, (inner,), hidden_dim) for _ in range(heads))
         self.powers = nn.Parameter(torch.ones(heads))
 
     def forward(self, h: torch.Tensor, log_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
@@ -83,12 +83,14 @@ class WeightedAttentionPooling(nn.Module):
     Args:
         hidden_dim: node width.
         heads: number of heads.
+        mlp_hidden: hidden width of the gate and message MLPs (default: ``hidden_dim``).
     """
 
-    def __init__(self, hidden_dim: int, heads: int) -> None:
+    def __init__(self, hidden_dim: int, heads: int, mlp_hidden: int | None = None) -> None:
         super().__init__()
-        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (hidden_dim,), 1) for _ in range(heads))
-        self.messages = nn.ModuleList(simple_mlp(hidden_dim, (hidden_dim,), hidden_dim) for _ in range(heads))
+        inner = mlp_hidden or hidden_dim
+        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (inner,), 1) for _ in range(heads))
+        self.messages = nn.ModuleList(simple_mlp(hidden_dim, (inner,), hidden_dim) for _ in range(heads))
         self.powers = nn.Parameter(torch.ones(heads))
 
     def forward(
@@ -120,13 +122,16 @@ class RoostEncoder(nn.Module):
         hidden_dim: width of the nodes and of C.
         layers: number of message-passing layers.
         heads: attention heads per layer and in the readout.
+        mlp_hidden: hidden width of every gate and message MLP (default: ``hidden_dim``).
     """
 
-    def __init__(self, element_dim: int, hidden_dim: int = 64, layers: int = 3, heads: int = 3) -> None:
+    def __init__(
+        self, element_dim: int, hidden_dim: int = 64, layers: int = 3, heads: int = 3, mlp_hidden: int | None = None
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(element_dim, hidden_dim - 1)
-        self.layers = nn.ModuleList(WeightedAttentionLayer(hidden_dim, heads) for _ in range(layers))
-        self.readout = WeightedAttentionPooling(hidden_dim, heads)
+        self.layers = nn.ModuleList(WeightedAttentionLayer(hidden_dim, heads, mlp_hidden) for _ in range(layers))
+        self.readout = WeightedAttentionPooling(hidden_dim, heads, mlp_hidden)
 
     def forward(self, composition) -> torch.Tensor:  # noqa: ANN001 - a torch_geometric Batch
         """Encode a batch of composition graphs.
