@@ -61,10 +61,10 @@ def _add_table_arguments(parser: argparse.ArgumentParser, *, with_target: bool) 
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    from cosnet_core.hparams import PAPER_DEFAULTS
+    from cosnet_core.hparams import DEFAULTS
 
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(PAPER_DEFAULTS["seeds"]))
-    parser.add_argument("--epochs", type=int, default=PAPER_DEFAULTS["epochs"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULTS["seeds"]))
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument(
         "--split", choices=("random", "grouped"), default="random",
         help="random 60/20/20 as in the paper, or grouped by composition (recommended when compositions repeat)",
@@ -72,14 +72,14 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rows for test")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=PAPER_DEFAULTS["batch_size"])
-    parser.add_argument("--lr", type=float, default=PAPER_DEFAULTS["lr"])
-    parser.add_argument("--weight-decay", type=float, default=PAPER_DEFAULTS["weight_decay"])
-    parser.add_argument("--lr-decay", type=float, default=PAPER_DEFAULTS["lr_decay"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
+    parser.add_argument("--lr-decay", type=float, default=DEFAULTS["lr_decay"])
     parser.add_argument("--loss", choices=("l1", "mse"), default="l1")
-    parser.add_argument("--fusion", choices=("sum", "concat"), default=PAPER_DEFAULTS["fusion"])
-    parser.add_argument("--weight", choices=("scalar", "vector"), default=PAPER_DEFAULTS["weight"])
-    parser.add_argument("--hidden-dim", type=int, default=PAPER_DEFAULTS["hidden_dim"])
+    parser.add_argument("--fusion", choices=("sum", "concat"), default=DEFAULTS["fusion"])
+    parser.add_argument("--weight", choices=("scalar", "vector"), default=DEFAULTS["weight"])
+    parser.add_argument("--hidden-dim", type=int, default=DEFAULTS["hidden_dim"])
     parser.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     parser.add_argument("--grad-clip", type=float, default=None, help="maximum gradient norm")
     parser.add_argument("--embedding", default="matscholar200", help="matscholar200, cgcnn92, megnet16 or a JSON path")

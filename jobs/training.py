@@ -33,8 +33,8 @@ FIGURE2_MODES = ("bimodal-aug", "bimodal")
 #: TrainConfig fields a study may set (mode, seed and device are set per run).
 TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
-    "embedding", "hidden_dim", "roost_layers", "roost_heads", "cgcnn_layers", "fusion", "weight", "head_hidden",
-    "weight_hidden", "radius", "max_neighbors",
+    "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
+    "head_hidden", "weight_hidden", "radius", "max_neighbors",
 )
 #: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
 #: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the
@@ -66,7 +66,7 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: the message names every problem.
     """
-    from cosnet_core.hparams import PAPER_DEFAULTS
+    from cosnet_core.hparams import DEFAULTS
     from cosnet_core.train import TrainConfig
 
     problems: list[str] = []
@@ -82,7 +82,7 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"modes must be a non-empty subset of {', '.join(MODES)} (got {modes})")
     out["modes"] = [m for m in MODES if m in modes]  # paper order, no duplicates
     try:
-        seeds = [int(s) for s in (payload.get("seeds") if payload.get("seeds") is not None else PAPER_DEFAULTS["seeds"])]
+        seeds = [int(s) for s in (payload.get("seeds") if payload.get("seeds") is not None else DEFAULTS["seeds"])]
     except (TypeError, ValueError):
         seeds = []
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
@@ -104,7 +104,7 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
     out["device"] = device
     split = dict(payload.get("split") or {})
     method = split.get("method", "random")
-    fractions = [float(f) for f in split.get("fractions", PAPER_DEFAULTS["split_fractions"])]
+    fractions = [float(f) for f in split.get("fractions", DEFAULTS["split_fractions"])]
     if method not in SPLIT_METHODS:
         problems.append(f"split method must be one of {', '.join(SPLIT_METHODS)} (got {method!r})")
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[1] <= 0:

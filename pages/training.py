@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import jobs
-from cosnet_core.hparams import PAPER_DEFAULTS, SEARCH_SPACE
+from cosnet_core.hparams import DEFAULTS, SEARCH_SPACE
 from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
 from ui.state import active_version_id, database
@@ -91,11 +91,11 @@ if counts["rows"] < 10:
 left, right = st.columns(2)
 modes = left.multiselect("Modes", list(MODES), default=list(MODES), format_func=MODE_LABELS.__getitem__)
 n_seeds = left.number_input(
-    "Seeds per mode", min_value=1, max_value=20, value=len(PAPER_DEFAULTS["seeds"]),
+    "Seeds per mode", min_value=1, max_value=20, value=len(DEFAULTS["seeds"]),
     help="Each mode is trained once per seed (0, 1, …); Table 1 reports mean ± std over seeds.",
 )
 epochs = right.number_input(
-    "Epochs", min_value=1, max_value=5000, value=int(PAPER_DEFAULTS["epochs"]),
+    "Epochs", min_value=1, max_value=5000, value=int(DEFAULTS["epochs"]),
     help="The weights of the epoch with the lowest validation MAE are kept.",
 )
 split_method = right.selectbox("Split", list(SPLIT_LABELS), format_func=SPLIT_LABELS.__getitem__)
@@ -118,21 +118,21 @@ if not gpu_ok:
 with st.expander("Hyper-parameters (paper defaults)"):
     st.caption("Defaults are the authors' (Adamax, 64-wide encoders, batch 128); the lists are Table 3's values.")
     h1, h2, h3 = st.columns(3)
-    lr = h1.selectbox("Learning rate", SEARCH_SPACE["lr"], index=SEARCH_SPACE["lr"].index(PAPER_DEFAULTS["lr"]))
+    lr = h1.selectbox("Learning rate", SEARCH_SPACE["lr"], index=SEARCH_SPACE["lr"].index(DEFAULTS["lr"]))
     weight_decay = h2.selectbox(
         "Weight decay", SEARCH_SPACE["weight_decay"],
-        index=SEARCH_SPACE["weight_decay"].index(PAPER_DEFAULTS["weight_decay"]),
+        index=SEARCH_SPACE["weight_decay"].index(DEFAULTS["weight_decay"]),
     )
     lr_decay = h3.selectbox(
         "Learning-rate decay per epoch", SEARCH_SPACE["lr_decay"],
-        index=SEARCH_SPACE["lr_decay"].index(PAPER_DEFAULTS["lr_decay"]),
+        index=SEARCH_SPACE["lr_decay"].index(DEFAULTS["lr_decay"]),
     )
-    fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(PAPER_DEFAULTS["fusion"]))
+    fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(DEFAULTS["fusion"]))
     weight = h2.selectbox(
-        "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(PAPER_DEFAULTS["weight"])
+        "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(DEFAULTS["weight"])
     )
-    batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(PAPER_DEFAULTS["batch_size"]))
-    hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(PAPER_DEFAULTS["hidden_dim"]))
+    batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(DEFAULTS["batch_size"]))
+    hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(DEFAULTS["hidden_dim"]))
     search = st.checkbox(
         "First search Table 3's space with Ray Tune (an ASHA scheduler stops bad trials early), then train the best "
         "configuration of each mode over the seeds"
@@ -167,7 +167,7 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
         "modes": modes,
         "seeds": list(range(int(n_seeds))),
         "device": device,
-        "split": {"method": split_method, "fractions": list(PAPER_DEFAULTS["split_fractions"]), "seed": 0},
+        "split": {"method": split_method, "fractions": list(DEFAULTS["split_fractions"]), "seed": 0},
         "train": {
             "epochs": int(epochs), "lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay, "fusion": fusion,
             "weight": weight, "batch_size": int(batch_size), "hidden_dim": int(hidden_dim),

@@ -10,7 +10,14 @@ import torch
 from pymatgen.core import Composition, Element, Lattice, Structure
 
 from cosnet_core.data import Sample
-from cosnet_core.hparams import SEARCH_SPACE, config_overrides, grid, search_space_size
+from cosnet_core.hparams import (
+    AUTHORS_CHOICES,
+    DEFAULTS,
+    SEARCH_SPACE,
+    config_overrides,
+    grid,
+    search_space_size,
+)
 from cosnet_core.train import EpochReport, TargetNormalizer, TrainConfig, fit, prepare_for_mode
 
 CATIONS = ("Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Sr", "Ba")
@@ -110,7 +117,7 @@ def test_callback_receives_reports_and_can_stop(toy) -> None:
     assert [r.epoch for r in seen] == [1, 2]
     assert result.stopped_by == "callback"
     assert len(result.history) == 2
-    assert seen[0].lr == pytest.approx(1e-2) and seen[1].lr == pytest.approx(1e-2 * 0.96)
+    assert seen[0].lr == pytest.approx(1e-2) and seen[1].lr == pytest.approx(1e-2 * 0.99)
     assert all(r.seconds > 0 and np.isfinite(r.val_mae) for r in seen)
 
 
@@ -224,3 +231,15 @@ def test_search_space_is_table_3() -> None:
     assert dataclasses.replace(TrainConfig(), **config_overrides(point)).lr == point["lr"]
     with pytest.raises(ValueError, match="outside Table 3"):
         config_overrides({"lr": 0.5})
+
+
+def test_defaults_are_the_authors_choices_with_the_benchmarked_decays_and_lie_in_table_3() -> None:
+    config = TrainConfig()
+    for key in ("lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "hidden_dim", "roost_layers",
+                "roost_heads", "cgcnn_layers", "fusion", "weight"):
+        assert getattr(config, key) == DEFAULTS[key], key
+    changed = {key for key in DEFAULTS if DEFAULTS[key] != AUTHORS_CHOICES[key]}
+    assert changed == {"weight_decay", "lr_decay"}
+    assert (config.weight_decay, config.lr_decay) == (1e-4, 0.99)
+    for key in SEARCH_SPACE:
+        assert DEFAULTS[key] in SEARCH_SPACE[key], key
