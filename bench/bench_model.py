@@ -13,6 +13,10 @@ Not a test. One run, same data (OBELiX train split in the shared data folder), s
    elsewhere); peer = a Roost epoch over the same rows plus a CGCNN epoch over the rows that have a structure
    (what it takes to learn from both modalities with the peer's single-modality models). The peer runs with its
    default widths and again with widths matched to ours.
+3. Composition-only epoch time on matbench_expt_gap (4,604 formulas; issue 4: "epoch time against aviary's ROOST on
+   the same data in the same run"): one training epoch of our COSNet in ``composition`` mode against one epoch of
+   aviary's ``Roost`` (default widths, and widths matched to ours) over the same rows, batch 128, Adam, L1.
+   ``--only expt_gap`` runs this part alone.
 
 Run with the bench venv (see bench/README.md), from the repository root:
     /work/venv-bench/bin/python bench/bench_model.py [--threads 1] [--epochs 3]
@@ -119,12 +123,85 @@ def best_epoch_seconds(step_epoch, epochs: int) -> float:
     return min(timed(step_epoch, repeats=1) for _ in range(epochs))
 
 
+def our_epoch_fn(dataset: BimodalDataset, element_dim: int):  # noqa: ANN201
+    """A default-width COSNet and one training epoch of it over ``dataset`` (Adam, L1, batch ``BATCH``)."""
+    model = CosNet(CosNetConfig(element_dim=element_dim))
+    model.set_cell_normalization(*dataset.cell_descriptor_stats())
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = make_loader(dataset, batch_size=BATCH, shuffle=True, seed=0)
+
+    def epoch() -> None:
+        model.train()
+        for batch in loader:
+            optimiser.zero_grad()
+            loss = (model(batch).prediction.reshape(-1) - batch.target).abs().mean()
+            loss.backward()
+            optimiser.step()
+
+    return model, epoch
+
+
+def peer_epoch_fn(net, data, collate):
+    """One training epoch of an aviary model over ``data`` (Adam, L1, batch ``BATCH``), as a closure."""
+    net_optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    peer_loader = torch.utils.data.DataLoader(
+        data, batch_size=BATCH, shuffle=True, collate_fn=collate, generator=generator
+    )
+
+    def epoch() -> None:
+        net.train()
+        for inputs, batch_targets, *_ in peer_loader:
+            net_optimiser.zero_grad()
+            prediction = net(*inputs)[0].squeeze(1)
+            loss = (prediction - batch_targets[0].squeeze(1)).abs().mean()
+            loss.backward()
+            net_optimiser.step()
+
+    return epoch
+
+
+def compare_expt_gap_epoch(args: argparse.Namespace) -> None:
+    """Part 3: composition-only epoch time on matbench_expt_gap, ours against aviary's Roost, same rows."""
+    from aviary.roost.data import CompositionData
+    from aviary.roost.data import collate_batch as roost_collate
+    from aviary.roost.model import Roost
+
+    frame = pd.read_csv(shared_data_dir() / "band_gap" / "matbench_expt_gap.csv")
+    samples = [
+        Sample(id=f"gap{i}", composition=parse_formula(formula), target=float(target), formula=formula)
+        for i, (formula, target) in enumerate(zip(frame["composition"], frame["gap expt"], strict=True))
+    ]
+    embedding = load_element_embedding("matscholar200")
+    model, ours_epoch = our_epoch_fn(BimodalDataset(samples, embedding), embedding.dim)
+
+    composition_frame = pd.DataFrame(
+        {"material_id": [s.id for s in samples], "composition": list(frame["composition"]), "y": frame["gap expt"]}
+    )
+    roost_data = CompositionData(composition_frame, {"y": "regression"}, identifiers=("material_id", "composition"))
+    task = {"task_dict": {"y": "regression"}, "robust": False, "n_targets": [1]}
+    matched = {"elem_gate": (64,), "elem_msg": (64,), "cry_gate": (64,), "cry_msg": (64,),
+               "trunk_hidden": (64,), "out_hidden": (64, 32)}
+    t_ours = best_epoch_seconds(ours_epoch, args.epochs)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"\n== composition-only epoch on matbench_expt_gap, {len(samples)} rows, batch {BATCH}, "
+          f"{args.threads} thread(s) ==")
+    print(f"ours COSNet composition mode ({n_params:,} parameters): {t_ours:.3f} s/epoch")
+    for label, kwargs in (("default widths", {}), ("widths matched to ours", matched)):
+        roost = Roost(**task, **kwargs)
+        t_peer = best_epoch_seconds(peer_epoch_fn(roost, roost_data, roost_collate), args.epochs)
+        n_peer = sum(p.numel() for p in roost.parameters() if p.requires_grad)
+        print(f"peer aviary Roost, {label} ({n_peer:,} parameters): {t_peer:.3f} s/epoch; "
+              f"ratio peer/ours: {t_peer / t_ours:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both sides")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (best is kept)")
+    parser.add_argument("--only", choices=("all", "expt_gap"), default="all", help="run one part only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -136,6 +213,12 @@ def main() -> None:
     from aviary.roost.data import CompositionData
     from aviary.roost.data import collate_batch as roost_collate
     from aviary.roost.model import Roost
+
+    if args.only == "expt_gap":
+        print(f"date (UTC): {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}")
+        print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}")
+        compare_expt_gap_epoch(args)
+        return
 
     folder = shared_data_dir() / "li_conductivity"
     if not folder.is_dir():
@@ -183,38 +266,7 @@ def main() -> None:
 
     # 2. training throughput
     targets = torch.tensor([s.target for s in samples], dtype=torch.float32)
-    dataset = BimodalDataset(samples, embedding)
-    config = CosNetConfig(element_dim=embedding.dim)
-    model = CosNet(config)
-    model.set_cell_normalization(*dataset.cell_descriptor_stats())
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = make_loader(dataset, batch_size=BATCH, shuffle=True, seed=0)
-
-    def ours_epoch() -> None:
-        model.train()
-        for batch in loader:
-            optimiser.zero_grad()
-            loss = (model(batch).prediction - batch.target).abs().mean()
-            loss.backward()
-            optimiser.step()
-
-    def peer_epoch_fn(net, data, collate):
-        net_optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-        generator = torch.Generator().manual_seed(0)
-        peer_loader = torch.utils.data.DataLoader(
-            data, batch_size=BATCH, shuffle=True, collate_fn=collate, generator=generator
-        )
-
-        def epoch() -> None:
-            net.train()
-            for inputs, batch_targets, *_ in peer_loader:
-                net_optimiser.zero_grad()
-                prediction = net(*inputs)[0].squeeze(1)
-                loss = (prediction - batch_targets[0].squeeze(1)).abs().mean()
-                loss.backward()
-                net_optimiser.step()
-
-        return epoch
+    model, ours_epoch = our_epoch_fn(BimodalDataset(samples, embedding), embedding.dim)
 
     composition_frame = pd.DataFrame(
         {
@@ -279,6 +331,8 @@ def main() -> None:
             f"{t_cgcnn:.3f} s = {t_peer:.3f} s/epoch = {rows / t_peer:8.1f} rows/s"
         )
         print(f"  ratio throughput ours/peer: {t_peer / t_ours:.2f}x (goal >= 1x)")
+
+    compare_expt_gap_epoch(args)
 
 
 if __name__ == "__main__":
