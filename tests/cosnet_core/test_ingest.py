@@ -22,7 +22,7 @@ from cosnet_core.ingest import (
     suggest_mapping,
 )
 from cosnet_core.ingest import clean_table as _clean_table
-from tests.cosnet_core.ingest_files import workbook
+from tests.cosnet_core.ingest_files import workbook, zip_archive
 
 LIMITS = IngestLimits()
 
@@ -337,16 +337,8 @@ def test_target_artefacts_from_pdf_extraction_are_cleaned_and_noted() -> None:
 # CIFs in a zip
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 def test_read_cif_zip_keeps_only_cifs() -> None:
-    data = _zip(
+    data = zip_archive(
         {
             "cifs/a.cif": b"data_a",
             "cifs/B.CIF": b"data_b",
@@ -359,7 +351,7 @@ def test_read_cif_zip_keeps_only_cifs() -> None:
 
 
 def test_rows_match_cifs_by_file_name_or_id() -> None:
-    cifs = read_cif_zip(_zip({"x/a.cif": b"data_a", "x/B.CIF": b"data_b", "x/c1.cif": b"data_c"}), LIMITS)
+    cifs = read_cif_zip(zip_archive({"x/a.cif": b"data_a", "x/B.CIF": b"data_b", "x/c1.cif": b"data_c"}), LIMITS)
     raw = table("sid,formula,target,file\nc1,Li2O,1,A.cif\nc2,NaCl,2,b\nc1,KCl,3,\nc9,LiF,4,missing.cif\n")
     mapping = ColumnMapping("formula", "target", id="sid", structure_file="file")
     result = clean_table(raw, mapping, cifs=cifs)
@@ -373,7 +365,7 @@ def test_rows_match_cifs_by_file_name_or_id() -> None:
 
 
 def test_ambiguous_cif_names_give_no_structure_and_say_why() -> None:
-    cifs = read_cif_zip(_zip({"one/a.cif": b"data_1", "two/A.cif": b"data_2"}), LIMITS)
+    cifs = read_cif_zip(zip_archive({"one/a.cif": b"data_1", "two/A.cif": b"data_2"}), LIMITS)
     raw = table("formula,target,file\nLi2O,1,a\n")
     result = clean_table(raw, ColumnMapping("formula", "target", structure_file="file"), cifs=cifs)
     assert result.rows.loc[2, "cif_member"] is None and result.rows.loc[2, "status"] == "kept"

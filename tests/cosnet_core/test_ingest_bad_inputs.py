@@ -5,10 +5,8 @@ Every file is made here, in memory, and kept tiny; limits are lowered to keep th
 
 from __future__ import annotations
 
-import io
 import os
 import struct
-import zipfile
 from collections.abc import Callable
 
 import pytest
@@ -23,7 +21,7 @@ from cosnet_core.ingest import (
     read_cif_zip,
     read_table,
 )
-from tests.cosnet_core.ingest_files import workbook
+from tests.cosnet_core.ingest_files import workbook, zip_archive
 
 LIMITS = IngestLimits()
 SMALL = IngestLimits(
@@ -37,24 +35,16 @@ FEW_ROWS = IngestLimits(max_rows=5)
 GOOD_CSV = "formula,target\nLi2O,1e-3\nNaCl,2e-4\n"
 
 
-def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, content in members.items():
-            archive.writestr(zipfile.ZipInfo(name), content, compress_type=compression)
-    return buffer.getvalue()
-
-
 def _zip_with_understated_size() -> bytes:
     """A member of 300 kB whose central-directory entry claims 100 bytes (a lying header)."""
-    data = bytearray(_zip({"big.cif": b"0" * 300_000}))
+    data = bytearray(zip_archive({"big.cif": b"0" * 300_000}))
     central = data.index(b"PK\x01\x02")
     struct.pack_into("<I", data, central + 24, 100)  # uncompressed size field
     return bytes(data)
 
 
 def _corrupt_member_zip() -> bytes:
-    data = bytearray(_zip({"a.cif": b"data_a\n" * 200}))
+    data = bytearray(zip_archive({"a.cif": b"data_a\n" * 200}))
     data[30 + len("a.cif") + 2] ^= 0xFF  # inside the compressed stream (after the local header)
     return bytes(data)
 
@@ -86,7 +76,7 @@ FAILING = [
     pytest.param(_read(bytes(range(256)) * 4), "binary content (NUL bytes)", id="binary-with-nul"),
     pytest.param(_read(bytes(range(1, 32)) * 40), "binary content (", id="binary-control-characters"),
     pytest.param(_read(b"%PDF-1.7\n..."), "is a PDF, not a table", id="pdf-renamed-csv"),
-    pytest.param(_read(_zip({"a.cif": b"x"})), "is a zip archive or an Excel workbook", id="zip-renamed-csv"),
+    pytest.param(_read(zip_archive({"a.cif": b"x"})), "is a zip archive or an Excel workbook", id="zip-renamed-csv"),
     pytest.param(_read(GOOD_CSV, "t.json"), "unsupported extension", id="unsupported-extension"),
     pytest.param(
         _read("formula;target\nLi2O;1\n", delimiter=","),
@@ -181,17 +171,17 @@ FAILING = [
         id="most-recent-without-year",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({f"{i}.cif": b"x" for i in range(4)}), SMALL),
+        lambda: read_cif_zip(zip_archive({f"{i}.cif": b"x" for i in range(4)}), SMALL),
         "the zip has 4 members, more than the limit of 3",
         id="zip-too-many-members",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({f"{i}.cif": b"\0" * 900_000 for i in range(3)}), SMALL),
+        lambda: read_cif_zip(zip_archive({f"{i}.cif": b"\0" * 900_000 for i in range(3)}), SMALL),
         "the zip unpacks to more than 2.0 MB",
         id="zip-bomb-total",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({"big.cif": b"\0" * 1_600_000}), SMALL),
+        lambda: read_cif_zip(zip_archive({"big.cif": b"\0" * 1_600_000}), SMALL),
         "the zip member 'big.cif' unpacks to 1.5 MB, more than the per-file limit",
         id="zip-member-too-large",
     ),
@@ -201,22 +191,22 @@ FAILING = [
         id="zip-header-understates-size",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({"ok.cif": b"x", "../evil.cif": b"x"}), LIMITS),
+        lambda: read_cif_zip(zip_archive({"ok.cif": b"x", "../evil.cif": b"x"}), LIMITS),
         "the zip member '../evil.cif' escapes the archive's folder",
         id="zip-path-traversal",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({"cifs/../../evil.cif": b"x"}), LIMITS),
+        lambda: read_cif_zip(zip_archive({"cifs/../../evil.cif": b"x"}), LIMITS),
         "'cifs/../../evil.cif' escapes the archive's folder",
         id="zip-nested-traversal",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({"/etc/evil.cif": b"x"}), LIMITS),
+        lambda: read_cif_zip(zip_archive({"/etc/evil.cif": b"x"}), LIMITS),
         "the zip member '/etc/evil.cif' is an absolute path",
         id="zip-absolute-path",
     ),
     pytest.param(
-        lambda: read_cif_zip(_zip({"C:\\evil.cif": b"x"}), LIMITS),
+        lambda: read_cif_zip(zip_archive({"C:\\evil.cif": b"x"}), LIMITS),
         "is an absolute path",
         id="zip-windows-absolute-path",
     ),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import math
-import zipfile
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -30,6 +28,7 @@ from db.models import (
     Study,
 )
 from db.models import Structure as StructureRow
+from tests.cosnet_core.ingest_files import zip_archive
 from ui.datasets_view import parse_uploaded_cifs
 
 NACL_CIF = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
@@ -46,20 +45,12 @@ TABLE = (
 )
 
 
-def _zip(members: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in members.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
-
 def _ingest(table: str = TABLE, *, with_cifs: bool = True, log10: bool = True):
     raw = read_table(table.encode(), "li.csv")
     mapping = ColumnMapping(formula="formula", target="conductivity", id="id", structure_file="cif", extra=("note",))
     cifs = (
         read_cif_zip(
-            _zip({"nacl.cif": NACL_CIF, "nacl_copy.cif": NACL_CIF, "licl.cif": LICL_CIF,
+            zip_archive({"nacl.cif": NACL_CIF, "nacl_copy.cif": NACL_CIF, "licl.cif": LICL_CIF,
                   "broken.cif": "data_broken\n_cell_length_a 5\nnot a cif at all\n"})
         )
         if with_cifs

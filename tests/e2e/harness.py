@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -343,15 +342,6 @@ def obelix_subset(
         path.write_bytes((source / "cifs" / f"{sample_id}.cif").read_bytes())
         library.append(path)
     return ObelixSubset(table_path, zip_path, library, ids_zip, ids_library, without)
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    """A zip archive holding ``members`` (name -> bytes), as bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------- Playwright

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tests.e2e.harness import row_counts, zip_bytes
+from tests.cosnet_core.ingest_files import zip_archive
+from tests.e2e.harness import row_counts
 from tests.pages.test_predict_page import trained_artifacts, trained_study  # noqa: F401  (fixtures)
 
 PREDICT = "pages/predict.py"
@@ -206,7 +207,7 @@ def _with_zip(at, table: bytes, archive: bytes):
 def test_predict_batch_zip_with_path_traversal_is_refused(trained_study, app_test, url):  # noqa: F811
     before = row_counts(url)
     at = predict_page(app_test)
-    archive = zip_bytes({"ok.cif": NACL_CIF, "../../escape.cif": NACL_CIF})
+    archive = zip_archive({"ok.cif": NACL_CIF, "../../escape.cif": NACL_CIF})
     _with_zip(at, b"formula,cif\nNaCl,ok.cif\n", archive)
     assert len(errors(at)) == 1 and errors(at)[0].startswith("The upload cannot be used")
     assert "../../escape.cif" in errors(at)[0]
@@ -226,7 +227,7 @@ def test_predict_batch_zip_that_is_not_a_zip(trained_study, app_test, url):  # n
 def test_predict_batch_broken_cif_in_the_zip_is_a_row_reason(trained_study, app_test, url):  # noqa: F811
     before = row_counts(url)
     at = predict_page(app_test)
-    archive = zip_bytes({"ok.cif": NACL_CIF, "broken.cif": b"data_broken\n_cell_length_a nonsense\n"})
+    archive = zip_archive({"ok.cif": NACL_CIF, "broken.cif": b"data_broken\n_cell_length_a nonsense\n"})
     _with_zip(at, b"formula,cif\nNaCl,ok.cif\nKCl,broken.cif\n", archive)
     assert "1 row(s) could not be predicted" in at.warning[0].value
     result = at.dataframe[0].value.set_index("line")
@@ -351,7 +352,7 @@ def test_structures_add_to_library_without_files(app_test, structures_url):
         ("table.csv", b"material_id,formula\nmp-1,NaCl\n", "needs an id column"),  # no 'cif' column
         ("library.json", b"{not json at all", "cannot be read as a table"),
         ("library.csv.gz", b"\x1f\x8b this is not gzip data", "cannot be read as a table"),
-        ("empty.zip", zip_bytes({"readme.txt": b"no cif here"}), "the archive holds no .cif file"),
+        ("empty.zip", zip_archive({"readme.txt": b"no cif here"}), "the archive holds no .cif file"),
         ("atoms.cif", b"data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n" + b"X1\n" * 10, "cannot be parsed"),
     ],
 )

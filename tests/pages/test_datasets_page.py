@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from cosnet_core.ingest import CleaningOptions, ColumnMapping, clean_table, read
 from db import datasets as store
 from db.engine import session_scope
 from db.models import Base, Study
+from tests.cosnet_core.ingest_files import zip_archive
 
 PAGE = "pages/datasets.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,14 +29,6 @@ TABLE = (
     b"A6,LiCl,1e-8,25\n"
 )
 NACL_CIF = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
-
-
-def _zip(members: dict[str, bytes | str], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def _url(app_env) -> str:
@@ -189,7 +181,7 @@ def test_multi_sheet_workbook_asks_for_the_sheet(app_test, app_env):
 
 def test_uploaded_cifs_are_attached_and_counted(app_test, app_env):
     table = b"id,formula,target,cif\nA1,NaCl,1.0,nacl.cif\nA2,KCl,2.0,\n"
-    at = _upload(_open(app_test), "salts.csv", table, _zip({"cifs/nacl.cif": NACL_CIF}))
+    at = _upload(_open(app_test), "salts.csv", table, zip_archive({"cifs/nacl.cif": NACL_CIF}))
     assert "1 rows with a structure" in " ".join(m.value for m in at.markdown)
     _import_button(at).click().run()
     assert _metrics(at)["Rows with a structure"] == "1"
@@ -249,29 +241,29 @@ BAD_INPUTS = {
                      ["cannot be read as an Excel workbook"], False),
     "corrupt zip": ("z.csv", GOOD, b"PK\x03\x04garbage", {}, "error", ["not a valid zip archive"], False),
     "zip bomb": (
-        "z.csv", GOOD, _zip({"a.cif": ZEROS, "b.cif": ZEROS}), {"COSNET_MAX_ZIP_UNPACKED_MB": "1"}, "error",
+        "z.csv", GOOD, zip_archive({"a.cif": ZEROS, "b.cif": ZEROS}), {"COSNET_MAX_ZIP_UNPACKED_MB": "1"}, "error",
         ["zip bomb"], False,
     ),
     "zip member too large": (
-        "z.csv", GOOD, _zip({"a.cif": ZEROS}), {"COSNET_MAX_ZIP_MEMBER_MB": "0.5"}, "error",
+        "z.csv", GOOD, zip_archive({"a.cif": ZEROS}), {"COSNET_MAX_ZIP_MEMBER_MB": "0.5"}, "error",
         ["'a.cif' unpacks to", "per-file limit"], False,
     ),
     "zip too many members": (
-        "z.csv", GOOD, _zip({f"{i}.cif": NACL_CIF for i in range(3)}), {"COSNET_MAX_ZIP_MEMBERS": "2"}, "error",
+        "z.csv", GOOD, zip_archive({f"{i}.cif": NACL_CIF for i in range(3)}), {"COSNET_MAX_ZIP_MEMBERS": "2"}, "error",
         ["3 members, more than the limit of 2"], False,
     ),
     "zip path traversal": (
-        "z.csv", GOOD, _zip({"../evil.cif": NACL_CIF}), {}, "error", ["'../evil.cif'", "escapes"], False,
+        "z.csv", GOOD, zip_archive({"../evil.cif": NACL_CIF}), {}, "error", ["'../evil.cif'", "escapes"], False,
     ),
     "zip absolute path": (
-        "z.csv", GOOD, _zip({"/etc/evil.cif": NACL_CIF}), {}, "error", ["absolute path"], False,
+        "z.csv", GOOD, zip_archive({"/etc/evil.cif": NACL_CIF}), {}, "error", ["absolute path"], False,
     ),
     "cif with zero sites": (
-        "s.csv", WITH_CIF, _zip({"bad.cif": NO_SITES_CIF}), {}, "warning",
+        "s.csv", WITH_CIF, zip_archive({"bad.cif": NO_SITES_CIF}), {}, "warning",
         ["Row 2: the CIF 'bad.cif' cannot be read", "composition-only"], False,
     ),
     "broken cif text": (
-        "s.csv", WITH_CIF, _zip({"bad.cif": "data_x\n_cell_length_a 5\nthis is not a CIF\n"}), {}, "warning",
+        "s.csv", WITH_CIF, zip_archive({"bad.cif": "data_x\n_cell_length_a 5\nthis is not a CIF\n"}), {}, "warning",
         ["Row 2: the CIF 'bad.cif' cannot be read"], False,
     ),
     "every row censored": (
@@ -328,7 +320,7 @@ def test_a_cif_member_holding_a_path_is_never_read_from_disk(app_test, app_env, 
     """A zip member whose text is a file path must not make the server read that file as a structure."""
     on_disk = tmp_path / "server-side.cif"
     on_disk.write_text(NACL_CIF)
-    at = _upload(_open(app_test), "s.csv", WITH_CIF, _zip({"bad.cif": str(on_disk)}))
+    at = _upload(_open(app_test), "s.csv", WITH_CIF, zip_archive({"bad.cif": str(on_disk)}))
     assert any("Row 2: the CIF 'bad.cif' cannot be read" in w.value for w in at.warning)
     _import_button(at).click().run()
     entries = store.load_entries(_url(app_env), store.list_datasets(_url(app_env))[0].versions[0].id)
