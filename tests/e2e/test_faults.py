@@ -105,16 +105,26 @@ def assert_ended_soundly(url: str, before: dict[str, int]) -> dict[str, object]:
     return {"jobs": jobs, "runs": runs}
 
 
-def test_kill_the_app_server_during_training_then_restart(data_dir, app_server, browser):
+def train_until_epoch_two(data_dir, app_server, browser, name: str):
+    """A fresh dataset, a server and a page; one run launched from the Training page and past its second epoch.
+
+    Returns:
+        ``(database url, stored rows before training, server, page)``.
+    """
     url = prepare_dataset(data_dir)
     before = stored(url)
-    first = app_server("before-kill")
+    server = app_server(name)
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(E2E_TIMEOUT_MS)
-    page.goto(first.url)
+    page.goto(server.url)
     page.wait_for_selector("h1:has-text('Datasets')")
     launch_one_run(page)
     wait_until(lambda: running_epochs(url) >= 2, 180, "two epochs of the run")
+    return url, before, server, page
+
+
+def test_kill_the_app_server_during_training_then_restart(data_dir, app_server, browser):
+    url, before, first, page = train_until_epoch_two(data_dir, app_server, browser, "before-kill")
     executor = executor_pid(data_dir)
 
     first.kill9()
@@ -133,15 +143,7 @@ def test_kill_the_app_server_during_training_then_restart(data_dir, app_server, 
 
 
 def test_kill_the_executor_during_training_then_restart(data_dir, app_server, browser):
-    url = prepare_dataset(data_dir)
-    before = stored(url)
-    server = app_server("executor-kill")
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.set_default_timeout(E2E_TIMEOUT_MS)
-    page.goto(server.url)
-    page.wait_for_selector("h1:has-text('Datasets')")
-    launch_one_run(page)
-    wait_until(lambda: running_epochs(url) >= 2, 180, "two epochs of the run")
+    url, before, _server, page = train_until_epoch_two(data_dir, app_server, browser, "executor-kill")
     killed = executor_pid(data_dir)
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
