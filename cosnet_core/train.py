@@ -71,6 +71,12 @@ class TrainConfig:
         hidden_dim, roost_layers, roost_heads, roost_mlp_hidden, cgcnn_layers, fusion, weight, head_hidden,
             weight_hidden: the model (``CosNetConfig`` fields).
         radius, max_neighbors: crystal-graph construction.
+        descriptors: "none" (the paper) or "magpie": standardised Magpie statistics of the composition
+            (:mod:`cosnet_core.descriptors`) are fed into the composition side next to g_C's C (see
+            :class:`cosnet_core.models.cosnet.CosNet`); w_C keeps its meaning and is exactly 1 without a structure.
+        init_from: None, or a composition-encoder checkpoint written by ``python -m cosnet_core pretrain`` (a path,
+            or the name of a checkpoint shipped in ``cosnet_core/pretrained/``); g_C starts from it and is
+            fine-tuned.
     """
 
     mode: Mode = "bimodal-aug"
@@ -96,6 +102,8 @@ class TrainConfig:
     weight_hidden: tuple[int, ...] = (64, 32)
     radius: float = 8.0
     max_neighbors: int = 12
+    descriptors: Literal["none", "magpie"] = "none"
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self.head_hidden = tuple(int(v) for v in self.head_hidden)
@@ -111,6 +119,8 @@ class TrainConfig:
             problems.append(f"weight {self.weight!r} is not 'scalar' or 'vector'")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             problems.append(f"device {self.device!r} is not 'auto', 'cpu' or 'cuda'")
+        if self.descriptors not in ("none", "magpie"):
+            problems.append(f"descriptors {self.descriptors!r} is not 'none' or 'magpie'")
         if self.epochs < 1 or self.batch_size < 2:
             problems.append("epochs must be ≥ 1 and batch_size ≥ 2")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 < self.lr_decay <= 1:

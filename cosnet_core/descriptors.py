@@ -1,0 +1,94 @@
+"""Domain descriptors of a composition: Magpie statistics (Ward et al., npj Comput. Mater. 2, 16028, 2016).
+
+One definition, used by the random-forest baseline (:mod:`cosnet_core.baselines`) and by the ``descriptors="magpie"``
+option of the network (:class:`cosnet_core.models.cosnet.CosNet`): matminer's ``ElementProperty`` with the
+``"magpie"`` preset, 22 element properties × 6 statistics (minimum, maximum, range, mean, average deviation, mode)
+= 132 numbers per composition. Elements that lack a property value get matminer's imputation (``impute_nan=True``:
+the mean of that property over the elements that have it), so every feature is finite.
+
+This module imports no torch (it is used by the baselines and the pages). Features are cached per reduced
+composition, so repeated compositions and repeated calls cost one featurization each.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from pymatgen.core import Composition
+
+MAGPIE_PRESET = "magpie"
+
+
+@functools.lru_cache(maxsize=1)
+def _featurizer():  # noqa: ANN202 - matminer's ElementProperty (imported lazily: it takes ~2 s)
+    import warnings
+
+    from matminer.featurizers.composition import ElementProperty
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ElementProperty.from_preset(MAGPIE_PRESET, impute_nan=True)
+
+
+def magpie_feature_names() -> list[str]:
+    """Names of the 132 Magpie features, in column order (e.g. ``"MagpieData mean Electronegativity"``)."""
+    return list(_featurizer().feature_labels())
+
+
+@functools.lru_cache(maxsize=200_000)
+def _magpie_row(reduced_formula_key: str) -> tuple[float, ...]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = _featurizer().featurize(Composition(reduced_formula_key))
+    return tuple(float(v) for v in values)
+
+
+def _key(composition: Composition) -> str:
+    """A string that is equal for equal element fractions (the features depend on fractions only)."""
+    fractions = composition.fractional_composition
+    return " ".join(f"{element.symbol}{fractions[element]:.8f}" for element in sorted(fractions.elements))
+
+
+def magpie_features(compositions: Iterable[Composition] | Sequence[Composition]) -> np.ndarray:
+    """Magpie statistics of each composition.
+
+    Args:
+        compositions: pymatgen compositions (any normalisation; only the element fractions matter).
+
+    Returns:
+        ``[n, 132]`` float64 array, finite everywhere.
+
+    Raises:
+        ValueError: a composition whose features cannot be computed (named in the message).
+    """
+    rows = []
+    for composition in compositions:
+        try:
+            rows.append(_magpie_row(_key(composition)))
+        except Exception as error:  # matminer raises assorted errors for exotic elements
+            raise ValueError(f"cannot compute Magpie descriptors of {composition.formula}: {error}") from error
+    width = len(magpie_feature_names())
+    features = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    if not np.all(np.isfinite(features)):
+        bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
+        raise ValueError(f"Magpie descriptors of row {bad} are not finite")
+    return features
+
+
+def standardization(features: np.ndarray, *, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each feature column (to be fitted on training rows only).
+
+    Args:
+        features: ``[n, d]``.
+        min_std: floor on the standard deviation, so constant columns map to 0 instead of dividing by 0.
+
+    Returns:
+        ``(mean, std)``, each ``[d]``.
+    """
+    mean = features.mean(axis=0)
+    std = np.maximum(features.std(axis=0), min_std)
+    return mean, std
