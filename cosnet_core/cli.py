@@ -3,9 +3,11 @@
 ``train`` writes into OUTDIR:
 
 * ``metrics.json``: ``{"mode", "seeds", "split", "epochs", "test": {"all"|"without_structure"|"with_structure":
-  {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std", "n"}}, "alignment_r2",
-  "alignment_r2_std", "per_seed": [...]}``;
+  {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std", "n"}}, "baselines": {"mean"|"rf_magpie":
+  {the same subsets and keys}}, "alignment_r2", "alignment_r2_std", "train_config", "per_seed": [...]}``; the
+  baselines (:mod:`cosnet_core.baselines`) are fitted on each seed's training rows and scored on its test rows;
 * ``predictions.csv``: ``id, composition, split, seed, target, prediction, has_structure, w_c`` for every row and seed;
+* ``baseline_predictions.csv``: ``id, seed, baseline, target, prediction, has_structure`` for every test row;
 * ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
 * ``history.csv`` (``seed, epoch, train_loss, val_mae, seconds, lr``) and ``input_errors.csv`` when rows were refused.
 
@@ -34,6 +36,7 @@ import pandas as pd
 
 PREDICTION_COLUMNS = ("id", "composition", "split", "seed", "target", "prediction", "has_structure", "w_c")
 PREDICT_COLUMNS = ("id", "composition", "prediction", "prediction_std", "has_structure", "w_c")
+BASELINE_PREDICTION_COLUMNS = ("id", "seed", "baseline", "target", "prediction", "has_structure")
 
 
 class CliError(Exception):
@@ -166,9 +169,10 @@ def _split(samples: list, args: argparse.Namespace, seed: int) -> Any:
 
 
 def run_training(
-    samples: list, args: argparse.Namespace, mode: str, out: Path, cache: Any = None
+    samples: list, args: argparse.Namespace, mode: str, out: Path, cache: Any = None, baseline_cache: Any = None
 ) -> dict[str, Any]:
-    """Fit one model per seed, save artifacts, predictions, history and metrics into ``out``.
+    """Fit one model per seed, and the baselines on each seed's split; save artifacts, predictions, history and
+    metrics into ``out``.
 
     Args:
         samples: all rows (with targets).
@@ -176,11 +180,14 @@ def run_training(
         mode: training mode.
         out: output folder.
         cache: optional crystal-graph cache shared by the seeds.
+        baseline_cache: optional :class:`cosnet_core.baselines.BaselineCache` shared by the modes (a split is
+            fitted once).
 
     Returns:
         The metrics dictionary written to ``out/metrics.json``.
     """
     from cosnet_core.artifact import save_artifact
+    from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
     from cosnet_core.evaluate import (
         alignment_r2,
         mean_std,
@@ -191,12 +198,18 @@ def run_training(
     from cosnet_core.train import fit
 
     out.mkdir(parents=True, exist_ok=True)
+    baseline_cache = baseline_cache if baseline_cache is not None else BaselineCache()
     prediction_frames, history_rows, per_seed_metrics, per_seed_alignment = [], [], [], []
+    baseline_runs, baseline_frames = [], []
+    config = _train_config(args, mode)
     for seed in args.seeds:
         split = _split(samples, args, seed)
         n_train, n_val, n_test = split.sizes()
         _say(f"[{mode}] seed {seed}: {n_train} train / {n_val} val / {n_test} test rows", quiet=args.quiet)
         config = dataclasses.replace(_train_config(args, mode), seed=seed)
+        baselines = fit_baselines(split.train, split.test, cache=baseline_cache)
+        baseline_runs.append(baselines)
+        baseline_frames.append(baselines.to_frame().assign(seed=seed))
 
         def report(epoch_report: Any, seed: int = seed) -> None:
             history_rows.append({"seed": seed, **dataclasses.asdict(epoch_report)})
@@ -235,14 +248,19 @@ def run_training(
                 per_seed_alignment.append(
                     alignment_r2(predicted.composition_repr[rows], volumes, seed=seed) if len(rows) else math.nan
                 )
+                forest = baselines.metrics()["rf_magpie"]["all"]
                 _say(
                     f"  best epoch {result.best_epoch} (val MAE {result.best_val_mae:.4f}); test MAE "
-                    f"{metrics['all']['mae']:.4f} on {metrics['all']['n']} rows",
+                    f"{metrics['all']['mae']:.4f} on {metrics['all']['n']} rows (random forest on Magpie: "
+                    f"{forest['mae']:.4f})",
                     quiet=args.quiet,
                 )
     predictions = pd.concat(prediction_frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
     predictions.to_csv(out / "predictions.csv", index=False)
     pd.DataFrame(history_rows).to_csv(out / "history.csv", index=False)
+    pd.concat(baseline_frames, ignore_index=True)[list(BASELINE_PREDICTION_COLUMNS)].to_csv(
+        out / "baseline_predictions.csv", index=False
+    )
     alignment_mean, alignment_std = mean_std(per_seed_alignment)
     metrics = {
         "mode": mode,
@@ -250,12 +268,20 @@ def run_training(
         "split": "column" if args.split_col else args.split,
         "epochs": args.epochs,
         "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
+        "baselines": summarize_baselines(baseline_runs),
+        "baselines_method": (
+            "fitted on each seed's training rows, scored on its test rows: the training-set mean, and a "
+            "RandomForestRegressor (500 trees, random_state 0) on Magpie composition statistics"
+        ),
+        "train_config": {k: v for k, v in config.to_dict().items() if k != "seed"},
         "alignment_r2": None if math.isnan(alignment_mean) else alignment_mean,
         "alignment_r2_std": None if math.isnan(alignment_std) else alignment_std,
         "alignment_r2_method": "5-fold KFold cross-validated R² of standardised RidgeCV from C to volume per atom",
         "per_seed": [
-            {"seed": seed, "test": metric, "alignment_r2": None if math.isnan(a) else a}
-            for seed, metric, a in zip(args.seeds, per_seed_metrics, per_seed_alignment, strict=False)
+            {"seed": seed, "test": metric, "alignment_r2": None if math.isnan(a) else a,
+             "baselines": run.metrics()}
+            for seed, metric, a, run in zip(args.seeds, per_seed_metrics, per_seed_alignment, baseline_runs,
+                                            strict=False)
         ],
     }
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2))
@@ -282,9 +308,12 @@ def command_train(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
         metrics = run_training(samples, args, args.mode, args.out, cache=GraphCache(folder))
     summary = metrics["test"].get("all", {})
+    forest = metrics["baselines"].get("rf_magpie", {}).get("all", {})
     _say(
         f"test MAE {summary.get('mae_mean', float('nan')):.4f} ± {summary.get('mae_std', float('nan')):.4f} "
-        f"over {len(args.seeds)} seed(s); results in {args.out}",
+        f"(R² {summary.get('r2_mean', float('nan')):.3f}) over {len(args.seeds)} seed(s); random forest on Magpie "
+        f"{forest.get('mae_mean', float('nan')):.4f} (R² {forest.get('r2_mean', float('nan')):.3f}); "
+        f"results in {args.out}",
         quiet=args.quiet,
     )
     return 0
@@ -310,23 +339,26 @@ def command_predict(args: argparse.Namespace) -> int:
 
 def command_reproduce(args: argparse.Namespace) -> int:
     """``reproduce``: Table 1 and Table 2 rows per mode, and Figure 2."""
+    from cosnet_core.baselines import BaselineCache
     from cosnet_core.evaluate import is_significant_difference, structure_fraction_experiment
     from cosnet_core.structure import GraphCache
 
     out: Path = args.out
     samples = _read_samples(args, with_target=True, error_file=out / "input_errors.csv")
     table1, table2 = [], []
+    baseline_cache = BaselineCache()
     with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
         cache = GraphCache(folder)
         results = {}
         for mode in args.modes:
-            results[mode] = run_training(samples, args, mode, out / mode, cache=cache)
+            results[mode] = run_training(samples, args, mode, out / mode, cache=cache, baseline_cache=baseline_cache)
             for subset, entry in results[mode]["test"].items():
                 table1.append({"mode": mode, "subset": subset, **entry})
             table2.append(
                 {"mode": mode, "alignment_r2_mean": results[mode]["alignment_r2"],
                  "alignment_r2_std": results[mode]["alignment_r2_std"]}
             )
+        baselines = next(iter(results.values()))["baselines"] if results else {}
         frame1 = pd.DataFrame(table1)
         if "composition" in results:
             reference = {row["subset"]: row for row in table1 if row["mode"] == "composition"}
@@ -336,7 +368,13 @@ def command_reproduce(args: argparse.Namespace) -> int:
                 if row["mode"] != "composition" else False
                 for row in table1
             ]
-        frame1.to_csv(out / "table1.csv", index=False)
+        baseline_rows = pd.DataFrame(
+            [{"mode": name, "subset": subset, **entry} for name, subsets in baselines.items()
+             for subset, entry in subsets.items()]
+        )
+        if "significant_vs_composition" in frame1.columns and not baseline_rows.empty:
+            baseline_rows["significant_vs_composition"] = False
+        pd.concat([frame1, baseline_rows], ignore_index=True).to_csv(out / "table1.csv", index=False)
         pd.DataFrame(table2).to_csv(out / "table2.csv", index=False)
         if args.fractions:
             figure_modes = [m for m in args.modes if m != "composition"] or list(args.modes)

@@ -62,8 +62,13 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "bimodal-aug" and metrics["seeds"] == [0, 1]
     assert set(metrics["test"]) == {"all", "without_structure", "with_structure"}
-    for subset in metrics["test"].values():
-        assert {"mae_mean", "mae_std", "n"} <= set(subset)
+    assert set(metrics["baselines"]) == {"mean", "rf_magpie"}
+    for subsets in (metrics["test"], *metrics["baselines"].values()):
+        assert set(subsets) == {"all", "without_structure", "with_structure"}
+        for subset in subsets.values():
+            assert {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"} <= set(subset)
+        assert subsets["all"]["n"] == metrics["test"]["all"]["n"]
+    assert metrics["train_config"]["mode"] == "bimodal-aug"
     assert metrics["test"]["all"]["n"] == metrics["test"]["with_structure"]["n"] + metrics["test"][
         "without_structure"]["n"]
     assert "alignment_r2" in metrics
@@ -73,6 +78,19 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     assert len(predictions) == 36 * 2  # every row, every seed (no augmented copies)
     assert set(predictions["split"]) == {"train", "val", "test"}
     assert predictions.loc[~predictions["has_structure"], "w_c"].eq(1.0).all()
+    # the baselines are scored on exactly the model's test rows of each seed, and the mean baseline predicts the
+    # mean target of exactly its training rows
+    baselines = pd.read_csv(out / "baseline_predictions.csv")
+    for seed in (0, 1):
+        model_rows = predictions[predictions["seed"] == seed]
+        for name in ("mean", "rf_magpie"):
+            rows = baselines[(baselines["seed"] == seed) & (baselines["baseline"] == name)]
+            assert sorted(rows["id"]) == sorted(model_rows.loc[model_rows["split"] == "test", "id"])
+        train_mean = model_rows.loc[model_rows["split"] == "train", "target"].mean()
+        mean_rows = baselines[(baselines["seed"] == seed) & (baselines["baseline"] == "mean")]
+        assert mean_rows["prediction"].to_numpy() == pytest.approx(train_mean)
+        by_hand = (mean_rows["target"] - train_mean).abs().mean()
+        assert metrics["per_seed"][seed]["baselines"]["mean"]["all"]["mae"] == pytest.approx(by_hand)
     assert sorted((out / "models").iterdir()) == [out / "models" / "seed_0.pt", out / "models" / "seed_1.pt"]
 
     new = tmp_path / "new.csv"
@@ -109,7 +127,8 @@ def test_reproduce_writes_tables_and_figure_2(table, tmp_path) -> None:
                    "--modes", "composition", "bimodal-aug", "--fractions", "0", "1", "--out", str(out), *TINY])
     assert status == 0
     table1 = pd.read_csv(out / "table1.csv")
-    assert len(table1) == 2 * 3 and set(table1["mode"]) == {"composition", "bimodal-aug"}
+    assert len(table1) == 4 * 3 and set(table1["mode"]) == {"composition", "bimodal-aug", "mean", "rf_magpie"}
+    assert {"mae_mean", "rmse_mean", "r2_mean", "n"} <= set(table1.columns)
     assert "significant_vs_composition" in table1.columns
     assert pd.read_csv(out / "table2.csv")["mode"].tolist() == ["composition", "bimodal-aug"]
     figure = pd.read_csv(out / "figure2.csv")

@@ -1,0 +1,163 @@
+"""Reference models every study is compared with: the training-set mean and a random forest on Magpie features.
+
+A materials scientist's first question about a model is whether it beats a random forest on Magpie composition
+statistics. Each study therefore also fits, on exactly the training rows of its COSNet runs, and scores on exactly
+their test rows:
+
+* ``mean``: the mean target of the training rows, predicted for every row;
+* ``rf_magpie``: scikit-learn's ``RandomForestRegressor`` (:data:`RF_TREES` trees, fixed ``random_state``,
+  ``n_jobs=1``) on the Magpie statistics of the composition (:func:`cosnet_core.descriptors.magpie_features`).
+
+Neither uses structures, so both score the rows with and without a structure alike; their metrics come from the same
+functions as the models' (:func:`cosnet_core.evaluate.subset_metrics`, :func:`cosnet_core.evaluate.summarize_over_seeds`).
+Torch-free: numpy, pandas, scikit-learn and the Magpie featurizer only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosnet_core.evaluate import subset_metrics, summarize_over_seeds
+
+BASELINES = ("mean", "rf_magpie")
+BASELINE_LABELS = {"mean": "training-set mean", "rf_magpie": "random forest on Magpie"}
+RF_TREES = 500
+RF_RANDOM_STATE = 0
+
+
+@dataclass
+class BaselineCache:
+    """Finished baseline fits per split, shared by the modes of a command-line run (a split is fitted once; the
+    Magpie vectors are cached per composition by :mod:`cosnet_core.descriptors`).
+
+    Attributes:
+        runs: :class:`BaselineRun` per (training ids, test ids).
+    """
+
+    runs: dict[tuple[tuple[str, ...], tuple[str, ...]], BaselineRun] = field(default_factory=dict)
+
+
+@dataclass
+class BaselineRun:
+    """The baselines of one split.
+
+    Attributes:
+        train_ids: ids of the rows they were fitted on, in input order.
+        test_ids: ids of the rows they were scored on, in input order.
+        target: targets of the test rows.
+        has_structure: whether each test row has a structure (for the subsets of Table 1).
+        predictions: per baseline name, the predictions of the test rows.
+    """
+
+    train_ids: list[str]
+    test_ids: list[str]
+    target: np.ndarray
+    has_structure: np.ndarray
+    predictions: dict[str, np.ndarray]
+
+    def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Table 1's subsets per baseline.
+
+        Returns:
+            ``{baseline: subset_metrics(...)}``.
+        """
+        return {
+            name: subset_metrics(self.target, prediction, self.has_structure)
+            for name, prediction in self.predictions.items()
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (baseline, test row).
+
+        Returns:
+            Columns ``baseline, id, target, prediction, has_structure``.
+        """
+        return pd.concat(
+            [
+                pd.DataFrame({"baseline": name, "id": self.test_ids, "target": self.target,
+                              "prediction": prediction, "has_structure": self.has_structure})
+                for name, prediction in self.predictions.items()
+            ],
+            ignore_index=True,
+        )
+
+
+def fit_baselines(
+    train: Sequence[Any],
+    test: Sequence[Any],
+    *,
+    cache: BaselineCache | None = None,
+    n_estimators: int = RF_TREES,
+    random_state: int = RF_RANDOM_STATE,
+) -> BaselineRun:
+    """Fit the baselines on ``train`` and predict ``test``.
+
+    Args:
+        train: the training rows of the COSNet runs (objects with ``id``, ``composition``, ``target``); the
+            validation rows are not used, as COSNet uses them only to choose its epoch.
+        test: the test rows (``structure`` tells the subsets apart).
+        cache: optional :class:`BaselineCache`; a split already fitted is returned from it.
+        n_estimators: trees of the forest.
+        random_state: the forest's seed.
+
+    Returns:
+        The :class:`BaselineRun`.
+
+    Raises:
+        ValueError: no training row.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+
+    from cosnet_core.descriptors import magpie_features
+
+    if not train:
+        raise ValueError("the baselines need at least one training row")
+    key = (tuple(str(s.id) for s in train), tuple(str(s.id) for s in test))
+    if cache is not None and key in cache.runs:
+        return cache.runs[key]
+    y_train = np.array([float(s.target) for s in train])
+    target = np.array([float(s.target) for s in test])
+    predictions = {"mean": np.full(len(test), float(y_train.mean()))}
+    forest = RandomForestRegressor(n_estimators=n_estimators, random_state=random_state, n_jobs=1)
+    forest.fit(magpie_features([s.composition for s in train]), y_train)
+    predictions["rf_magpie"] = (
+        forest.predict(magpie_features([s.composition for s in test])) if len(test) else np.zeros(0)
+    )
+    run = BaselineRun(
+        train_ids=list(key[0]), test_ids=list(key[1]), target=target,
+        has_structure=np.array([s.structure is not None for s in test], dtype=bool), predictions=predictions,
+    )
+    if cache is not None:
+        cache.runs[key] = run
+    return run
+
+
+def summarize_baselines(runs: Sequence[BaselineRun]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean ± std over seeds (splits) of each baseline, with the keys of the models' ``test`` summary.
+
+    Args:
+        runs: one :class:`BaselineRun` per seed.
+
+    Returns:
+        ``{"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std",
+        "n"}}}``; empty when ``runs`` is.
+    """
+    if not runs:
+        return {}
+    per_run = [run.metrics() for run in runs]
+    return {name: summarize_over_seeds([metrics[name] for metrics in per_run]) for name in BASELINES}
+
+
+__all__ = [
+    "BASELINES",
+    "BASELINE_LABELS",
+    "BaselineCache",
+    "BaselineRun",
+    "fit_baselines",
+    "summarize_baselines",
+]
