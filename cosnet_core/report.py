@@ -6,7 +6,9 @@ experiment, ``structure_fraction`` (empty for the ordinary runs of a study).
 
 * :func:`table1` — the paper's Table 1: test MAE mean ± std over seeds for all rows / rows without a
   structure / rows with one, one column per mode, the best mode marked, and whether each mode differs from
-  composition-only learning by the paper's criterion (difference larger than the sum of the standard deviations).
+  composition-only learning by the paper's criterion (difference larger than the sum of the standard deviations);
+  with RMSE and R², the study's baselines (training-set mean, Magpie random forest) beside the modes, and plain
+  warnings where a mode is not better than a baseline or has R² < 0.
 * :func:`per_sample` — one row per entry for a mode: target, seed-ensemble mean and std, error, w_C.
 * :func:`figure2` — test MAE against the fraction of rows that kept their structure.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cosnet_core.evaluate import is_significant_difference, mean_std
+from cosnet_core.evaluate import is_significant_difference, mean_std, subset_metrics, summarize_over_seeds
 
 SUBSET_LABELS = {"all": "complete", "without_structure": "w/o structure", "with_structure": "w/ structure"}
 MODE_LABELS = {
@@ -51,19 +53,20 @@ def _subset_mask(frame: pd.DataFrame, subset: str) -> pd.Series:
 
 @dataclass
 class Table1:
-    """Table 1 of the paper for one study.
+    """Table 1 of the paper for one study, with the study's baselines beside the COSNet modes.
 
     Attributes:
-        long: one row per (subset, mode): ``mae_mean, mae_std, n`` (test rows), ``n_seeds``, ``best`` (lowest
-            mean MAE in its subset) and ``significant_vs_composition`` (paper's criterion; None for the
-            composition-only column itself or when that mode was not run).
+        long: one row per (subset, model): ``kind`` ("model" for a COSNet mode, "baseline" for
+            :mod:`cosnet_core.baselines`), ``mae_mean, mae_std, rmse_mean, r2_mean, n`` (test rows), ``n_seeds``,
+            ``best`` (lowest mean MAE in its subset, baselines included) and ``significant_vs_composition`` (paper's
+            criterion; None for the composition-only column itself, for baselines or when that mode was not run).
     """
 
     long: pd.DataFrame
 
     def display(self, digits: int = 3) -> pd.DataFrame:
-        """A table to show: rows = subsets, columns = modes, cells ``mean ± std`` with ★ on the best and † where
-        the difference to composition-only learning is significant."""
+        """A table to show: rows = subsets, columns = modes then baselines, cells ``MAE mean ± std`` with ★ on the
+        best and † where the difference to composition-only learning is significant."""
         cells: dict[str, dict[str, str]] = {}
         for row in self.long.itertuples():
             text = f"{row.mae_mean:.{digits}f} ± {row.mae_std:.{digits}f}" if np.isfinite(row.mae_mean) else "–"
@@ -71,23 +74,83 @@ class Table1:
                 text += " ★"
             if row.significant_vs_composition:
                 text += " †"
-            cells.setdefault(MODE_LABELS.get(row.mode, row.mode), {})[SUBSET_LABELS[row.subset]] = text
+            cells.setdefault(_label(row.mode), {})[SUBSET_LABELS[row.subset]] = text
         table = pd.DataFrame(cells).reindex(list(SUBSET_LABELS.values()))
         counts = self.long.groupby("subset")["n"].max()
         table.insert(0, "test rows", [int(counts.get(s, 0)) for s in SUBSET_LABELS])
         table.index.name = "test subset"
         return table
 
+    def metrics(self, digits: int = 3) -> pd.DataFrame:
+        """MAE, RMSE and R² of every model and baseline: rows = models, columns ``MAE · complete``, ``RMSE ·
+        complete``, ``R² · complete``, … for each subset (means over seeds; ``–`` where a subset has no rows)."""
+        def number(value: float) -> str:
+            return f"{value:.{digits}f}" if np.isfinite(value) else "–"
 
-def table1(predictions: pd.DataFrame, split: str = "test") -> Table1:
-    """Table 1 from a prediction table (test rows of the ordinary runs).
+        rows: dict[str, dict[str, str]] = {}
+        for row in self.long.itertuples():
+            subset = SUBSET_LABELS[row.subset]
+            entry = rows.setdefault(_label(row.mode), {"model": "COSNet" if row.kind == "model" else "baseline"})
+            entry[f"MAE · {subset}"] = number(row.mae_mean)
+            entry[f"RMSE · {subset}"] = number(row.rmse_mean)
+            entry[f"R² · {subset}"] = number(row.r2_mean)
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.index.name = "model"
+        return table
 
-    The MAE is computed per run (one run = one mode and seed) on each subset, then summarised as mean and sample
-    standard deviation over the seeds of each mode (:func:`cosnet_core.evaluate.mean_std`).
+    def warnings(self, subset: str = "all") -> list[str]:
+        """Plain sentences where a COSNet mode is not better than a baseline on ``subset`` or has R² < 0.
+
+        Args:
+            subset: which test subset to judge (default all test rows).
+
+        Returns:
+            One sentence per problem, in the order of the modes.
+        """
+        rows = self.long[self.long["subset"] == subset].set_index("mode")
+        baselines = rows[rows["kind"] == "baseline"]
+        found = []
+        for mode, row in rows[rows["kind"] == "model"].iterrows():
+            if not np.isfinite(row["mae_mean"]):
+                continue
+            for name in ("rf_magpie", "mean"):
+                if name in baselines.index and np.isfinite(baselines.at[name, "mae_mean"]) and (
+                    row["mae_mean"] >= baselines.at[name, "mae_mean"]
+                ):
+                    found.append(
+                        f"{_label(mode)} is not better than the {_label(name)}: test MAE {row['mae_mean']:.3g} "
+                        f"against {baselines.at[name, 'mae_mean']:.3g}. Do not trust this model over the baseline."
+                    )
+                    break
+            if np.isfinite(row["r2_mean"]) and row["r2_mean"] < 0:
+                found.append(
+                    f"{_label(mode)} has a test R² of {row['r2_mean']:.2f}, below 0: it predicts the test rows worse "
+                    "than their own mean would."
+                )
+        return found
+
+
+def _label(mode: str) -> str:
+    from cosnet_core.baselines import BASELINE_LABELS
+
+    return MODE_LABELS.get(mode) or BASELINE_LABELS.get(mode) or mode
+
+
+def table1(
+    predictions: pd.DataFrame, split: str = "test", baselines: dict[str, dict[str, dict[str, float]]] | None = None
+) -> Table1:
+    """Table 1 from a prediction table (test rows of the ordinary runs), with the study's baselines.
+
+    The metrics are computed per run (one run = one mode and seed) on each subset
+    (:func:`cosnet_core.evaluate.subset_metrics`), then summarised as mean and sample standard deviation over the
+    seeds of each mode (:func:`cosnet_core.evaluate.summarize_over_seeds`), the same definitions as the command
+    line's ``metrics.json``.
 
     Args:
         predictions: the prediction table.
         split: which split to score (Table 1 uses the test split).
+        baselines: ``{"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"}}}`` as
+            stored with the study (``Study.results["baselines"]``), or None.
 
     Returns:
         The :class:`Table1`.
@@ -96,18 +159,27 @@ def table1(predictions: pd.DataFrame, split: str = "test") -> Table1:
     rows = _protocol_rows(predictions)
     rows = rows[rows["split"] == split]
     records = []
+    summaries: dict[str, tuple[dict[str, dict[str, float]], int, str]] = {}
+    for mode, mode_rows in rows.groupby("mode", sort=False):
+        per_run = [
+            subset_metrics(run["target"], run["prediction"], run["has_structure"].astype(bool))
+            for _, run in mode_rows.groupby("run_id")
+        ]
+        summaries[mode] = (summarize_over_seeds(per_run), len(per_run), "model")
+    for name, subsets in (baselines or {}).items():
+        summaries[name] = (subsets, 1, "baseline")
     for subset in SUBSET_LABELS:
-        subset_rows = rows[_subset_mask(rows, subset)]
-        for mode, mode_rows in subset_rows.groupby("mode", sort=False):
-            per_run = (mode_rows["prediction"] - mode_rows["target"]).abs().groupby(mode_rows["run_id"]).mean()
-            mae_mean, mae_std = mean_std(per_run.to_numpy())
-            n = int(mode_rows.groupby("run_id").size().max()) if len(mode_rows) else 0
+        for mode, (summary, n_seeds, kind) in summaries.items():
+            entry = summary.get(subset) or {}
+            if kind == "model" and not entry.get("n"):
+                continue  # no test row of this subset
             records.append(
-                {"subset": subset, "mode": mode, "mae_mean": mae_mean, "mae_std": mae_std, "n": n,
-                 "n_seeds": int(per_run.size)}
+                {"subset": subset, "mode": mode, "kind": kind,
+                 **{key: _number(entry.get(key)) for key in ("mae_mean", "mae_std", "rmse_mean", "r2_mean")},
+                 "n": int(entry.get("n") or 0), "n_seeds": n_seeds}
             )
     long = pd.DataFrame(
-        records, columns=["subset", "mode", "mae_mean", "mae_std", "n", "n_seeds"]
+        records, columns=["subset", "mode", "kind", "mae_mean", "mae_std", "rmse_mean", "r2_mean", "n", "n_seeds"]
     )
     long["best"] = False
     long["significant_vs_composition"] = pd.Series([None] * len(long), dtype=object)
@@ -119,11 +191,15 @@ def table1(predictions: pd.DataFrame, split: str = "test") -> Table1:
         if len(reference) and np.isfinite(reference["mae_mean"].iloc[0]):
             ref_mean, ref_std = reference["mae_mean"].iloc[0], reference["mae_std"].iloc[0]
             for index, row in group.iterrows():
-                if row["mode"] != "composition" and np.isfinite(row["mae_mean"]):
+                if row["kind"] == "model" and row["mode"] != "composition" and np.isfinite(row["mae_mean"]):
                     long.at[index, "significant_vs_composition"] = bool(is_significant_difference(
                         row["mae_mean"], row["mae_std"], ref_mean, ref_std
                     ))
     return Table1(long=long.reset_index(drop=True))
+
+
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def per_sample(predictions: pd.DataFrame, mode: str) -> pd.DataFrame:

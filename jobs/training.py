@@ -6,7 +6,8 @@ Read top to bottom:
 2. :func:`run_study_job` (kind "study") creates the :class:`~db.models.Study`, optionally searches Table 3's space
    with Ray Tune and an ASHA scheduler (:func:`search_hyperparameters`), creates one run + one "train" job per
    (mode, seed) (and per structure fraction for Figure 2), waits for them, and stores Table 1, Table 2 and
-   Figure 2 in ``Study.results`` (:func:`compute_study_results`).
+   Figure 2 in ``Study.results`` (:func:`compute_study_results`), beside the baselines it fits once on the study's
+   split while the runs train (:func:`study_baselines`: the training-set mean and a Magpie random forest).
 3. :func:`run_train_job` (kind "train") trains one run: the dataset version's kept rows with their accepted
    structures (:func:`training_samples`), the study's split, :func:`cosnet_core.train.fit` with a per-epoch
    callback that writes metrics and checks cancellation, and a checkpoint per epoch to resume from after a crash;
@@ -30,6 +31,8 @@ MODES = ("composition", "bimodal-aug", "bimodal")
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
 FIGURE2_MODES = ("bimodal-aug", "bimodal")
+#: Entries of ``Study.results`` written when the study starts (:func:`study_baselines`), kept at its end.
+BASELINE_KEYS = ("baselines", "baseline_rows", "baselines_error")
 #: TrainConfig fields a study may set (mode, seed and device are set per run).
 TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
@@ -436,6 +439,8 @@ def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
             raise JobCancelled("cancelled before the runs started")
         store.create_runs(db_url, study_id, job_id, run_specs(payload, overrides))
         ctx.log(f"study {study_id}: {len(store.runs_of_study(db_url, study_id))} runs queued")
+    if "baselines" not in (store.study_row(db_url, study_id)["results"] or {}):
+        _store_baselines(ctx, study_id, payload)
 
     if ctx.inline:
         _run_children_inline(ctx, study_id)
@@ -450,6 +455,49 @@ def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
         _end_study(ctx, study_id, "failed")
         raise RuntimeError(f"all {len(runs)} runs ended without success; first error: {first_error}")
     _end_study(ctx, study_id, "succeeded")
+
+
+def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The baselines of a study (:mod:`cosnet_core.baselines`), fitted once on the study's split: the same training
+    rows as every run of the study, scored on the same test rows.
+
+    Args:
+        db_url: database URL.
+        payload: the validated study payload.
+
+    Returns:
+        ``{"baselines": {"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
+        "r2_std", "n"}}}, "baseline_rows": {"train_entry_ids", "test_entry_ids", "predictions": {name: [...]}}}``,
+        the test predictions in the order of ``test_entry_ids``.
+    """
+    from cosnet_core.baselines import fit_baselines, summarize_baselines
+
+    split = split_for_run(training_samples(db_url, payload["dataset_version_id"]), payload["split"])
+    fitted = fit_baselines(split.train, split.test)
+    return {
+        "baselines": summarize_baselines([fitted]),
+        "baseline_rows": {
+            "train_entry_ids": [int(i) for i in fitted.train_ids],
+            "test_entry_ids": [int(i) for i in fitted.test_ids],
+            "predictions": {name: [float(v) for v in values] for name, values in fitted.predictions.items()},
+        },
+    }
+
+
+def _store_baselines(ctx: JobContext, study_id: int, payload: dict[str, Any]) -> None:
+    """Fit the study's baselines while its runs train, and keep them in ``Study.results`` (a failure is logged and
+    recorded, never fatal to the study)."""
+    ctx.log(f"study {study_id}: fitting the baselines (training-set mean, random forest on Magpie features)")
+    try:
+        found = study_baselines(ctx.db_url, payload)
+    except Exception as error:
+        ctx.log(f"the baselines could not be fitted: {type(error).__name__}: {error}")
+        found = {"baselines": {}, "baselines_error": f"{type(error).__name__}: {error}"}
+    else:
+        forest = found["baselines"]["rf_magpie"]["all"]
+        ctx.log(f"study {study_id}: random forest on Magpie test MAE {forest['mae_mean']:.4g}, R² {forest['r2_mean']:.3g}")
+    results = store.study_row(ctx.db_url, study_id)["results"] or {}
+    store.update_study(ctx.db_url, study_id, results={**results, **found})
 
 
 def _run_children_inline(ctx: JobContext, study_id: int) -> None:
@@ -492,6 +540,8 @@ def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
     except Exception as error:  # results are a summary; a failure there must not hide the runs' outcome
         ctx.log(f"results could not be computed: {type(error).__name__}: {error}")
         results = {"error": f"{type(error).__name__}: {error}"}
+    previous = store.study_row(ctx.db_url, study_id)["results"] or {}
+    results = {**{k: v for k, v in previous.items() if k in BASELINE_KEYS}, **results}
     store.update_study(ctx.db_url, study_id, status=status, results=results, finished_at=utcnow())
     ctx.log(f"study {study_id} {status}")
 
@@ -751,6 +801,7 @@ __all__ = [
     "run_study_job",
     "run_train_job",
     "search_hyperparameters",
+    "study_baselines",
     "training_samples",
     "validate_study_payload",
 ]

@@ -53,13 +53,25 @@ if predictions.empty:
 target = study.target_label
 
 st.header("Table 1: test error by mode")
-t1 = table1(predictions)
+t1 = table1(predictions, baselines=study.results.get("baselines"))
 st.dataframe(t1.display(), width="stretch")
 st.caption(
-    f"Mean absolute error on the test split ({target}), mean ± standard deviation over seeds. ★ marks the best mode "
+    f"Mean absolute error on the test split ({target}), mean ± standard deviation over seeds. ★ marks the best model "
     "of each row; † marks a difference from composition-only learning larger than the sum of the two standard "
     "deviations (the paper's significance criterion). Look at the w/o-structure row: a lower error there means "
-    "structures helped rows that have none."
+    "structures helped rows that have none. The baselines (the training-set mean, and a random forest on Magpie "
+    "composition statistics) are fitted on the same training rows and scored on the same test rows."
+)
+for warning in t1.warnings():
+    st.warning(warning, icon=":material/warning:")
+if study.results.get("baselines_error"):
+    st.warning(f"The baselines could not be fitted: {study.results['baselines_error']}")
+elif not study.results.get("baselines"):
+    st.info("The baselines appear here once the study has fitted them (studies launched before they existed have none).")
+st.dataframe(t1.metrics(), width="stretch")
+st.caption(
+    f"MAE, root-mean-square error (both in {target}) and R² (1 is perfect, 0 is no better than the mean of the test "
+    "targets, below 0 is worse) of every model, means over seeds."
 )
 
 st.header("Predictions per sample")

@@ -72,3 +72,41 @@ def test_figure2_groups_by_fraction_and_ignores_protocol_runs():
     # the experiment's runs do not leak into Table 1
     assert table1(pd.concat([base, extra])).long.set_index(["subset", "mode"]).loc[
         ("all", "composition"), "n_seeds"] == 2
+
+
+BASELINES = {  # as stored with a study: one split, so std 0
+    "mean": {s: {"mae_mean": 1.0, "mae_std": 0.0, "rmse_mean": 1.2, "r2_mean": -0.1, "n": n}
+             for s, n in (("all", 4), ("without_structure", 2), ("with_structure", 2))},
+    "rf_magpie": {s: {"mae_mean": 0.3, "mae_std": 0.0, "rmse_mean": 0.35, "r2_mean": 0.9, "n": n}
+                  for s, n in (("all", 4), ("without_structure", 2), ("with_structure", 2))},
+}
+
+
+def test_table1_rmse_r2_and_baselines_beside_the_modes():
+    result = table1(_table(), baselines=BASELINES)
+    long = result.long.set_index(["subset", "mode"])
+    # composition, all test rows: RMSE sqrt(0.1) and sqrt(0.26) per seed; R² 1 - 0.4/5 and 1 - 1.04/5
+    assert long.loc[("all", "composition"), "rmse_mean"] == pytest.approx((np.sqrt(0.1) + np.sqrt(0.26)) / 2)
+    assert long.loc[("all", "composition"), "r2_mean"] == pytest.approx((0.92 + 0.792) / 2)
+    assert long.loc[("all", "rf_magpie"), "kind"] == "baseline" and long.loc[("all", "bimodal-aug"), "kind"] == "model"
+    assert long.loc[("all", "rf_magpie"), "significant_vs_composition"] is None
+    assert long.loc[("all", "bimodal-aug"), "best"]  # 0.15 beats the forest's 0.3
+    shown = result.display()
+    assert shown.loc["complete", "random forest on Magpie"] == "0.300 ± 0.000"
+    assert list(shown.columns) == ["test rows", "composition only", "bimodal with augmentation",
+                                   "training-set mean", "random forest on Magpie"]
+    metrics = result.metrics()
+    assert metrics.loc["random forest on Magpie", "R² · complete"] == "0.900"
+    assert metrics.loc["composition only", "RMSE · complete"] == f"{(np.sqrt(0.1) + np.sqrt(0.26)) / 2:.3f}"
+    assert metrics.loc["training-set mean", "model"] == "baseline"
+    # composition only (0.4) is not better than the forest (0.3); bimodal-aug (0.15) is
+    (warning,) = result.warnings()
+    assert warning.startswith("composition only is not better than the random forest on Magpie: test MAE 0.4 ")
+
+
+def test_table1_warns_about_negative_r2():
+    frame = _table()
+    frame["prediction"] = frame["target"] + 10 * (frame["prediction"] - frame["target"])  # errors x 10
+    found = table1(frame).warnings()  # no baselines stored: only the R² check
+    assert len(found) == 2 and all("below 0" in w for w in found)
+    assert found[0].startswith("composition only has a test R² of -")

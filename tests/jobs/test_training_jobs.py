@@ -104,6 +104,22 @@ def test_inline_study_with_figure2_hides_structures_and_summarises(db_url, toy_v
         assert all(p.composition_weight == pytest.approx(1.0) for p in hidden)
         assert all(v is None for v in runs[1].structure_decisions.values())
         figure2 = study.results["figure2"]
+        baselines, rows = study.results["baselines"], study.results["baseline_rows"]
+        model_rows = session.scalars(select(Prediction).where(Prediction.run_id == runs[0].id)).all()
+    # the baselines were fitted once, on exactly the runs' training rows, and scored on exactly their test rows
+    by_split = {part: sorted(p.entry_id for p in model_rows if p.split == part) for part in ("train", "test")}
+    assert sorted(rows["train_entry_ids"]) == by_split["train"] and sorted(rows["test_entry_ids"]) == by_split["test"]
+    targets = {p.entry_id: p.target for p in model_rows}
+    train_mean = sum(targets[i] for i in by_split["train"]) / len(by_split["train"])
+    assert rows["predictions"]["mean"] == pytest.approx([train_mean] * len(by_split["test"]))
+    by_hand = sum(abs(targets[i] - train_mean) for i in by_split["test"]) / len(by_split["test"])
+    assert baselines["mean"]["all"]["mae_mean"] == pytest.approx(by_hand)
+    for name in ("mean", "rf_magpie"):
+        assert set(baselines[name]) == {"all", "without_structure", "with_structure"}
+        for subset, entry in baselines[name].items():
+            assert {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"} <= set(entry)
+            assert entry["n"] == runs[0].test_metrics[subset]["n"]
+    assert set(study.results["table1"]["bimodal"]["all"]) >= {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"}
     assert [(row["structure_fraction"], row["mode"]) for row in figure2] == [(0.0, "bimodal"), (1.0, "bimodal")]
     assert figure2[0]["test_mae_mean"] == pytest.approx(runs[1].test_metrics["all"]["mae"])
     assert figure2[1]["test_mae_mean"] == pytest.approx(runs[0].test_metrics["all"]["mae"])

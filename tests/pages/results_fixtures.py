@@ -10,8 +10,9 @@ from db.models import Dataset, DatasetVersion, Entry, EpochMetric, Prediction, R
 FORMULAS = ["NaCl", "KCl", "LiF", "MgO", "CaO", "ZnS", "GaAs", "SiC", "AlN", "BN", "TiO2", "SnO2"]
 
 
-def store_study(n_entries: int = 12, seeds=(0, 1), modes=("composition", "bimodal-aug")) -> int:
-    """Store a finished study over ``n_entries`` rows; every third row has a structure; the last third is test.
+def store_study(n_entries: int = 12, seeds=(0, 1), modes=("composition", "bimodal-aug"), results=None) -> int:
+    """Store a finished study over ``n_entries`` rows; every third row has a structure; the last third is test;
+    ``results`` (e.g. baselines) is stored as the study's results.
 
     Predictions are ``target + error`` with a deterministic error per (mode, seed, entry).
     """
@@ -32,7 +33,7 @@ def store_study(n_entries: int = 12, seeds=(0, 1), modes=("composition", "bimoda
                 structure=structure if i % 3 == 0 else None,
             ))
         study = Study(name="toy", dataset_version=version, modes=list(modes), seeds=list(seeds), status="succeeded",
-                      config={"epochs": 3})
+                      config={"epochs": 3}, results=dict(results or {}))
         session.add_all([study, *entries])
         session.flush()
         for mode in modes:

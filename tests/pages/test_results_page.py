@@ -33,17 +33,17 @@ def test_table1_on_the_page_equals_the_numbers_from_stored_predictions(results_p
 
 def test_filters_change_the_table_and_download_has_one_row_per_test_entry(downloads, results_page):
     at, study_id = results_page
-    table = at.dataframe[1].value
+    table = at.dataframe[2].value
     assert set(table["split"]) == {"test"} and len(table) == 4  # rows 8..11 of 12 are test
     downloaded = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
     assert sorted(downloaded["id"]) == ["r10", "r11", "r8", "r9"]
     assert list(downloaded.columns[:5]) == ["id", "formula", "split", "measured", "predicted"]
     rows_filter = next(s for s in at.selectbox if s.label == "Rows")
     rows_filter.set_value("with structure").run()
-    filtered = at.dataframe[1].value
+    filtered = at.dataframe[2].value
     assert len(filtered) == 1 and bool(filtered["has structure"].iloc[0])
     at.multiselect[0].set_value(["train", "val", "test"]).run()
-    assert len(at.dataframe[1].value) == 4  # rows 0,3,6,9 have a structure
+    assert len(at.dataframe[2].value) == 4  # rows 0,3,6,9 have a structure
 
 
 def test_empty_state_without_studies(app_test):
@@ -107,3 +107,24 @@ def test_a_run_that_finishes_while_the_study_goes_on_appears_on_the_next_rerun(a
     shown = at.dataframe[0].value.loc["complete", "bimodal with augmentation"]
     expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"]).loc[("all", "bimodal-aug")]
     assert expected["n_seeds"] == 2 and shown.startswith(f"{expected['mae_mean']:.3f} ± {expected['mae_std']:.3f}")
+
+
+def test_baselines_stand_beside_the_modes_with_rmse_r2_and_a_plain_warning(app_test):
+    forest = {s: {"mae_mean": 0.01, "mae_std": 0.0, "rmse_mean": 0.02, "r2_mean": 0.99, "n": n}
+              for s, n in (("all", 4), ("without_structure", 3), ("with_structure", 1))}
+    mean = {s: {**v, "mae_mean": 2.0, "rmse_mean": 2.5, "r2_mean": -0.2} for s, v in forest.items()}
+    study_id = store_study(n_entries=12, results={"baselines": {"mean": mean, "rf_magpie": forest}})
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    assert shown.loc["complete", "random forest on Magpie"].startswith("0.010 ± 0.000 ★")
+    assert shown.loc["complete", "training-set mean"] == "2.000 ± 0.000"
+    metrics = at.dataframe[1].value
+    assert metrics.loc["random forest on Magpie", "R² · complete"] == "0.990"
+    expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"])
+    assert metrics.loc["composition only", "RMSE · complete"] == f"{expected.loc[('all', 'composition'), 'rmse_mean']:.3f}"
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("composition only is not better than the random forest on Magpie") for w in warnings)
+    assert any(w.startswith("bimodal with augmentation is not better than the random forest") for w in warnings)
