@@ -112,12 +112,15 @@ class BimodalItem:
         composition: ROOST input graph.
         structure: de-CGCNN input graph, or None.
         target: the target (nan when unknown).
+        descriptors: raw Magpie statistics of the composition, float32 ``[132]``, or None when the model does not
+            use descriptors (:mod:`cosnet_core.descriptors`).
     """
 
     id: str
     composition: Data
     structure: Data | None
     target: float
+    descriptors: torch.Tensor | None = None
 
 
 @dataclass
@@ -131,6 +134,7 @@ class BimodalBatch:
         structure_rows: long ``[n_with]``, the row of each crystal graph.
         target: float ``[B]`` (nan where unknown).
         ids: the sample ids.
+        descriptors: raw composition descriptors ``[B, d]``, or None when the rows carry none.
     """
 
     composition: Batch
@@ -139,6 +143,7 @@ class BimodalBatch:
     structure_rows: torch.Tensor
     target: torch.Tensor
     ids: list[str]
+    descriptors: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -152,6 +157,7 @@ class BimodalBatch:
             structure_rows=self.structure_rows.to(device),
             target=self.target.to(device),
             ids=self.ids,
+            descriptors=None if self.descriptors is None else self.descriptors.to(device),
         )
 
 
@@ -176,6 +182,9 @@ def collate_bimodal(items: list[BimodalItem]) -> BimodalBatch:
         structure_rows=torch.tensor(with_structure, dtype=torch.long),
         target=torch.tensor([item.target for item in items], dtype=torch.float32),
         ids=[item.id for item in items],
+        descriptors=torch.stack([item.descriptors for item in items])
+        if items and all(item.descriptors is not None for item in items)
+        else None,
     )
 
 
@@ -191,6 +200,7 @@ class BimodalDataset(Dataset):
         radius: neighbour cutoff in Å.
         max_neighbors: neighbours per site.
         max_sites: largest accepted number of sites per structure.
+        descriptors: also compute the Magpie statistics of every composition (``TrainConfig.descriptors``).
 
     Raises:
         FormulaError: a composition cannot be featurized (the reason names the row id).
@@ -206,6 +216,7 @@ class BimodalDataset(Dataset):
         radius: float = DEFAULT_RADIUS,
         max_neighbors: int = DEFAULT_MAX_NEIGHBORS,
         max_sites: int = DEFAULT_MAX_SITES,
+        descriptors: bool = False,
     ) -> None:
         self.samples = list(samples)
         self.embedding = embedding
@@ -238,6 +249,12 @@ class BimodalDataset(Dataset):
                     raise StructureError(source, f"row {sample.id}: {error.reason}") from error
             target = math.nan if sample.target is None else float(sample.target)
             self.items.append(BimodalItem(sample.id, composition_graphs[key], graph, target))
+        if descriptors and self.samples:
+            from cosnet_core.descriptors import magpie_features
+
+            features = torch.from_numpy(magpie_features([s.composition for s in self.samples])).to(torch.float32)
+            for item, row in zip(self.items, features, strict=True):
+                item.descriptors = row
 
     def __len__(self) -> int:
         return len(self.items)
@@ -263,6 +280,23 @@ class BimodalDataset(Dataset):
         std = stacked.std(dim=0, unbiased=False)
         std = torch.where(std < 1e-8, torch.ones_like(std), std.clamp(min=MIN_CELL_STD))
         return mean.to(torch.float32), std.to(torch.float32)
+
+
+    def descriptor_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of the raw composition descriptors over every row (training split).
+
+        Returns:
+            ``(mean, std)``, float32 ``[d]``; std floored at 1e-6 (a constant column maps to 0).
+
+        Raises:
+            ValueError: the dataset was built without descriptors.
+        """
+        from cosnet_core.descriptors import standardization
+
+        if not self.items or any(item.descriptors is None for item in self.items):
+            raise ValueError("this dataset was built without descriptors")
+        mean, std = standardization(torch.stack([item.descriptors for item in self.items]).double().numpy())
+        return torch.from_numpy(mean).to(torch.float32), torch.from_numpy(std).to(torch.float32)
 
 
 def make_loader(

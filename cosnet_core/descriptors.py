@@ -19,6 +19,8 @@ import numpy as np
 from pymatgen.core import Composition
 
 MAGPIE_PRESET = "magpie"
+#: 22 element properties × 6 statistics.
+MAGPIE_FEATURE_COUNT = 132
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,8 +73,7 @@ def magpie_features(compositions: Iterable[Composition] | Sequence[Composition])
             rows.append(_magpie_row(_key(composition)))
         except Exception as error:  # matminer raises assorted errors for exotic elements
             raise ValueError(f"cannot compute Magpie descriptors of {composition.formula}: {error}") from error
-    width = len(magpie_feature_names())
-    features = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    features = np.array(rows, dtype=np.float64).reshape(len(rows), MAGPIE_FEATURE_COUNT)
     if not np.all(np.isfinite(features)):
         bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
         raise ValueError(f"Magpie descriptors of row {bad} are not finite")

@@ -42,6 +42,8 @@ AUTHORS_CHOICES: dict[str, Any] = {
     "weight": "scalar",
     "split_fractions": (0.6, 0.2, 0.2),
     "seeds": (0, 1, 2, 3, 4),
+    "descriptors": "none",  # the paper's g_C sees the composition graph only
+    "init_from": None,  # and is trained from scratch on each table
 }
 
 #: Defaults when no search is run (the app's Training page, the command line and :class:`TrainConfig`): the authors'

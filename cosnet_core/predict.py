@@ -100,7 +100,8 @@ def predict_samples(
     rows = prepare_for_mode(samples, config.mode, training=False)
     embedding = load_element_embedding(config.embedding)
     dataset = BimodalDataset(
-        rows, embedding, cache=cache, radius=config.radius, max_neighbors=config.max_neighbors
+        rows, embedding, cache=cache, radius=config.radius, max_neighbors=config.max_neighbors,
+        descriptors=config.descriptors == "magpie",
     )
     loader = make_loader(dataset, batch_size=batch_size or config.batch_size, shuffle=False)
     predictions, weights, presences, c_reprs, s_reprs = [], [], [], [], []

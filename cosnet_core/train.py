@@ -341,6 +341,7 @@ def cosnet_config(config: TrainConfig, element_dim: int) -> CosNetConfig:
     Returns:
         The model configuration.
     """
+    from cosnet_core.descriptors import MAGPIE_FEATURE_COUNT
     from cosnet_core.models.cosnet import CosNetConfig
 
     return CosNetConfig(
@@ -354,6 +355,7 @@ def cosnet_config(config: TrainConfig, element_dim: int) -> CosNetConfig:
         weight=config.weight,
         head_hidden=tuple(config.head_hidden),
         weight_hidden=tuple(config.weight_hidden),
+        descriptor_dim=MAGPIE_FEATURE_COUNT if config.descriptors == "magpie" else 0,
     )
 
 
@@ -452,6 +454,7 @@ def fit(
     val_rows = prepare_for_mode(val, config.mode, training=False)
     normalizer = TargetNormalizer.fit([s.target for s in train_rows])
     graph_options = {"cache": cache, "radius": config.radius, "max_neighbors": config.max_neighbors}
+    graph_options["descriptors"] = config.descriptors == "magpie"
     train_set = BimodalDataset(train_rows, embedding, **graph_options)
     val_set = BimodalDataset(val_rows, embedding, **graph_options)
     val_loader = make_loader(val_set, batch_size=config.batch_size, shuffle=False, seed=config.seed)
@@ -460,6 +463,12 @@ def fit(
     if any(s.structure is not None for s in train_rows):
         cell_mean, cell_std = train_set.cell_descriptor_stats()
         model.set_cell_normalization(cell_mean, cell_std)
+    if config.descriptors == "magpie":
+        model.set_descriptor_normalization(*train_set.descriptor_stats())
+    if config.init_from:
+        from cosnet_core.pretrain import load_encoder_into
+
+        load_encoder_into(model, config.init_from, embedding_name=config.embedding)
     model.to(device)
     optimizer = torch.optim.Adamax(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)

@@ -11,6 +11,14 @@
     M = C (or C ⊕ 0) when p_S = 0                eq. (9)
     t = MLP^t(M)                                 eq. (10)
 
+Domain descriptors (an option beyond the paper, ``descriptor_dim`` > 0): the composition side becomes
+
+    D = MLP_D((d − μ_d) / σ_d)                   d = Magpie statistics of c (:mod:`cosnet_core.descriptors`)
+    C = W_m (g_C(c) ⊕ D)                         a linear map back to width h
+
+and everything downstream (eqs. (3)–(10)) is unchanged: C is still the composition-side vector, w_C still weighs
+it against S, and w_C = 1 exactly without a structure.
+
 The weights are scalars ([B]) or vectors of C's width ([B, h]) (``weight`` = "scalar" or "vector").
 Rows without a structure never run g_S or MLP_S^w: S and w'_S are exact zeros there, so w_C = w'_C / w'_C = 1
 exactly and M = C exactly. A constant 1e-6 is added to w'_C so that it can never underflow to zero (0/0).
@@ -51,6 +59,7 @@ class CosNetConfig:
         weight: "scalar" or "vector" modality weights.
         head_hidden: hidden widths of MLP^t (eq. (10)).
         weight_hidden: hidden widths of MLP_C^w and MLP_S^w (eqs. (4), (5)).
+        descriptor_dim: number of composition descriptors fed next to g_C's output (0 = none, the paper).
     """
 
     element_dim: int
@@ -65,8 +74,11 @@ class CosNetConfig:
     weight: Literal["scalar", "vector"] = "scalar"
     head_hidden: tuple[int, ...] = (64, 32)
     weight_hidden: tuple[int, ...] = (64, 32)
+    descriptor_dim: int = 0
 
     def __post_init__(self) -> None:
+        if self.descriptor_dim < 0:
+            raise ValueError(f"descriptor_dim must be ≥ 0, got {self.descriptor_dim}")
         if self.fusion not in ("sum", "concat"):
             raise ValueError(f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
         if self.weight not in ("scalar", "vector"):
@@ -156,6 +168,39 @@ class CosNet(nn.Module):
         self.head = normalised_mlp(fused_width, config.head_hidden, 1)
         self.register_buffer("cell_mean", torch.zeros(config.cell_dim))
         self.register_buffer("cell_std", torch.ones(config.cell_dim))
+        if config.descriptor_dim:
+            self.descriptor_encoder = normalised_mlp(config.descriptor_dim, (h,), h)
+            self.descriptor_merge = nn.Linear(2 * h, h)
+            self.register_buffer("descriptor_mean", torch.zeros(config.descriptor_dim))
+            self.register_buffer("descriptor_std", torch.ones(config.descriptor_dim))
+
+    def set_descriptor_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the statistics that standardise the composition descriptors (saved in the state_dict).
+
+        Args:
+            mean: ``[descriptor_dim]`` (from the training rows).
+            std: ``[descriptor_dim]``, positive.
+        """
+        if not self.config.descriptor_dim:
+            raise ValueError("this model takes no descriptors")
+        self._store_statistics("descriptor", mean, std)
+
+    def encode_compositions(self, batch) -> torch.Tensor:  # noqa: ANN001 - BimodalBatch
+        """C of eq. (1): g_C(c), merged with the descriptor vector D when the model takes descriptors.
+
+        Args:
+            batch: a BimodalBatch (with ``descriptors`` when ``descriptor_dim`` > 0).
+
+        Returns:
+            ``[B, h]``.
+        """
+        composition_repr = self.composition_encoder(batch.composition)
+        if not self.config.descriptor_dim:
+            return composition_repr
+        if batch.descriptors is None:
+            raise ValueError("this model needs composition descriptors, but the batch has none")
+        scaled = (batch.descriptors - self.descriptor_mean) / self.descriptor_std
+        return self.descriptor_merge(torch.cat([composition_repr, self.descriptor_encoder(scaled)], dim=1))
 
     def set_cell_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the statistics used to normalise cell descriptors (saved in the state_dict).
@@ -164,14 +209,19 @@ class CosNet(nn.Module):
             mean: ``[cell_dim]``.
             std: ``[cell_dim]``, positive.
         """
+        self._store_statistics("cell", mean, std)
+
+    def _store_statistics(self, name: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Copy ``mean``/``std`` into the buffers ``<name>_mean``/``<name>_std`` after checking shape and sign."""
+        target_mean, target_std = getattr(self, f"{name}_mean"), getattr(self, f"{name}_std")
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
-        if mean.shape != self.cell_mean.shape or std.shape != self.cell_std.shape:
-            raise ValueError(f"cell statistics must have {self.config.cell_dim} values each")
+        if mean.shape != target_mean.shape or std.shape != target_std.shape:
+            raise ValueError(f"{name} statistics must have {target_mean.numel()} values each")
         if not torch.all(std > 0):
-            raise ValueError("cell standard deviations must be positive")
-        self.cell_mean.copy_(mean)
-        self.cell_std.copy_(std)
+            raise ValueError(f"{name} standard deviations must be positive")
+        target_mean.copy_(mean)
+        target_std.copy_(std)
 
     def encode_structures(self, batch) -> torch.Tensor:  # noqa: ANN001 - BimodalBatch
         """S of eq. (2) for every row: g_S on the crystal graphs only, scattered into zeros.
@@ -200,7 +250,7 @@ class CosNet(nn.Module):
             The prediction with C, S, w_C, w_S and M.
         """
         presence = batch.presence
-        composition_repr = self.composition_encoder(batch.composition)  # eq. (1)
+        composition_repr = self.encode_compositions(batch)  # eq. (1)
         structure_repr = self.encode_structures(batch)  # eq. (2)
 
         raw_composition_weight = (

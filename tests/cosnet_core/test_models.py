@@ -244,3 +244,45 @@ def test_roost_mlp_width_sets_every_gate_and_message_mlp_and_old_configs_still_l
     del old["roost_mlp_hidden"]
     restored = CosNet(CosNetConfig.from_dict(old))
     restored.load_state_dict(narrow.state_dict())
+
+
+@pytest.mark.parametrize(("fusion", "weight"), VARIANTS)
+def test_with_descriptors_w_c_stays_exactly_one_without_a_structure(fusion, weight, mixed_samples, embedding):
+    dataset = BimodalDataset(mixed_samples, embedding, descriptors=True)
+    batch = collate_bimodal(dataset.items)
+    assert batch.descriptors.shape == (5, 132)
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN, fusion=fusion, weight=weight,
+                                head_hidden=(16, 8), descriptor_dim=132))
+    model.set_descriptor_normalization(*dataset.descriptor_stats())
+    _warm_up(model, batch)
+    out = model(batch)
+    absent = batch.presence == 0
+    assert torch.equal(out.composition_weight[absent], torch.ones_like(out.composition_weight[absent]))
+    assert torch.equal(out.structure_weight[absent], torch.zeros_like(out.structure_weight[absent]))
+    # C is g_C's output merged with D, so changing only the descriptors changes C and the prediction.
+    changed = collate_bimodal(dataset.items)
+    changed.descriptors = changed.descriptors + 5.0
+    out_changed = model(changed)
+    assert not torch.allclose(out.composition_repr, out_changed.composition_repr)
+    assert not torch.allclose(out.prediction, out_changed.prediction)
+    # A model that takes descriptors refuses a batch without them, with the reason.
+    with pytest.raises(ValueError, match="needs composition descriptors"):
+        model(collate_bimodal(BimodalDataset(mixed_samples, embedding).items))
+
+
+def test_descriptor_normalisation_is_stored_and_descriptors_equal_matminer(mixed_samples, embedding):
+    from matminer.featurizers.composition import ElementProperty
+
+    dataset = BimodalDataset(mixed_samples, embedding, descriptors=True)
+    reference = ElementProperty.from_preset("magpie", impute_nan=True).featurize(parse_formula("Fe2O3"))
+    assert torch.allclose(dataset.items[1].descriptors, torch.tensor(reference, dtype=torch.float32))
+    mean, std = dataset.descriptor_stats()
+    stacked = torch.stack([item.descriptors for item in dataset.items]).double()
+    assert torch.allclose(mean.double(), stacked.mean(0), rtol=1e-5)
+    model = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN, descriptor_dim=132))
+    model.set_descriptor_normalization(mean, std)
+    state = model.state_dict()
+    assert torch.equal(state["descriptor_mean"], mean) and torch.equal(state["descriptor_std"], std)
+    with pytest.raises(ValueError, match="132 values"):
+        model.set_descriptor_normalization(mean[:3], std[:3])
