@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import delete, func, or_, select, true
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from db.access import Actor, require_dataset_owner, visible_datasets
 from db.config import artifacts_dir, data_dir
 from db.engine import session_scope
 from db.models import (
@@ -149,6 +150,7 @@ class DatasetInfo:
     owner: str
     created_at: datetime
     versions: list[VersionInfo]
+    shared: bool = False
 
     @property
     def latest(self) -> VersionInfo | None:
@@ -500,6 +502,7 @@ def add_version(
     created_by: str = "local",
     settings: Mapping[str, Any] | None = None,
     note: str | None = None,
+    actor: Actor | None = None,
 ) -> StoredVersion:
     """Store a re-upload or a re-cleaning as the next version of an existing dataset, in one transaction.
 
@@ -513,14 +516,18 @@ def add_version(
         created_by: who imported it.
         settings: further settings to record.
         note: optional note on the version (e.g. "re-cleaned with log10").
+        actor: who asks (only the owner or an administrator may); None for trusted callers.
 
     Returns:
         The dataset id, the new version's id and its number (previous highest + 1).
 
     Raises:
         DatasetStoreError: unknown dataset, a parent from another dataset, or no row kept.
+        AccessDenied: the actor may not change this dataset. Nothing is stored then.
     """
     with session_scope(url) as session:
+        if actor is not None:
+            require_dataset_owner(session, dataset_id, actor)
         dataset = session.get(Dataset, dataset_id)
         if dataset is None:
             raise DatasetStoreError(f"there is no dataset with id {dataset_id}")
@@ -622,11 +629,7 @@ def _version_info(version: DatasetVersion, dataset_name: str) -> VersionInfo:
     )
 
 
-def visible_to(username: str | None, is_admin: bool):
-    """SQL condition for the datasets a user may see: their own and those shared with the lab (admins: all)."""
-    if is_admin or username is None:
-        return true()
-    return or_(Dataset.owner == username, Dataset.shared.is_(True))
+visible_to = visible_datasets  # the one visibility rule (db.access); kept under its old name for callers
 
 
 def list_datasets(url: str | None = None, *, username: str | None = None, is_admin: bool = True) -> list[DatasetInfo]:
@@ -652,9 +655,25 @@ def list_datasets(url: str | None = None, *, username: str | None = None, is_adm
                 owner=d.owner,
                 created_at=d.created_at,
                 versions=[_version_info(v, d.name) for v in d.versions],
+                shared=bool(d.shared),
             )
             for d in datasets
         ]
+
+
+def visible_versions(
+    url: str | None, *, username: str | None = None, is_admin: bool = True
+) -> list[tuple[str, int, int, int]]:
+    """``(dataset name, version id, version number, rows kept)`` of every version the user may see, newest
+    dataset first, newest version first."""
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Dataset.name, DatasetVersion.id, DatasetVersion.number, DatasetVersion.n_kept)
+            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+            .where(visible_to(username, is_admin))
+            .order_by(Dataset.id.desc(), DatasetVersion.number.desc())
+        ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 def get_version(url: str | None, version_id: int) -> VersionInfo | None:
@@ -767,6 +786,23 @@ def unused_rows_csv(url: str | None, version_id: int) -> bytes:
     return table.to_csv(index=False).encode("utf-8-sig")
 
 
+def set_shared(url: str | None, dataset_id: int, shared: bool, *, actor: Actor | None = None) -> None:
+    """Share a dataset with the lab (every user sees it, and what was trained on it) or make it private again.
+
+    Args:
+        url: database URL (the configured one when None).
+        dataset_id: the dataset.
+        shared: True to share, False to make it visible to its owner and administrators only.
+        actor: who asks (only the owner or an administrator may); None for trusted callers.
+
+    Raises:
+        AccessDenied: the dataset does not exist for the actor or the actor may not change it.
+    """
+    with session_scope(url) as session:
+        require_dataset_owner(session, dataset_id, actor)
+        session.get(Dataset, dataset_id).shared = bool(shared)  # type: ignore[union-attr]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Dependents and deletion
 
@@ -860,7 +896,7 @@ def _remove_artifact_files(paths: Sequence[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def delete_dataset(url: str | None, dataset_id: int) -> Dependents:
+def delete_dataset(url: str | None, dataset_id: int, *, actor: Actor | None = None) -> Dependents:
     """Delete a dataset with all its versions, rows, studies, runs, predictions and model files.
 
     Structures stay (they are shared by content hash); entries' links to them go with the entries.
@@ -868,14 +904,18 @@ def delete_dataset(url: str | None, dataset_id: int) -> Dependents:
     Args:
         url: database URL (the configured one when None).
         dataset_id: the dataset.
+        actor: who asks (only the owner or an administrator may); None for trusted callers.
 
     Returns:
         What was deleted.
 
     Raises:
         DatasetStoreError: the dataset does not exist.
+        AccessDenied: the actor may not change this dataset (nothing is deleted).
     """
     with session_scope(url) as session:
+        if actor is not None:
+            require_dataset_owner(session, dataset_id, actor)
         version_ids = _version_ids(session, dataset_id, None)
         removed = _dependents(session, version_ids)
         hashes = _upload_hashes(session, version_ids)
@@ -887,20 +927,25 @@ def delete_dataset(url: str | None, dataset_id: int) -> Dependents:
     return removed
 
 
-def delete_version(url: str | None, version_id: int) -> Dependents:
+def delete_version(url: str | None, version_id: int, *, actor: Actor | None = None) -> Dependents:
     """Delete one version (and what was trained on it); a dataset left without versions is deleted too.
 
     Args:
         url: database URL (the configured one when None).
         version_id: the version.
+        actor: who asks (only the owner or an administrator may); None for trusted callers.
 
     Returns:
         What was deleted.
 
     Raises:
         DatasetStoreError: the version does not exist.
+        AccessDenied: the actor may not change this dataset (nothing is deleted).
     """
     with session_scope(url) as session:
+        if actor is not None:
+            version = session.get(DatasetVersion, version_id)
+            require_dataset_owner(session, version.dataset_id if version else None, actor)
         version_ids = _version_ids(session, None, version_id)
         dataset_id = session.get(DatasetVersion, version_id).dataset_id  # type: ignore[union-attr]
         removed = _dependents(session, version_ids)

@@ -74,7 +74,7 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(String(200), default="local")
-    shared: Mapped[bool] = mapped_column(Boolean, default=True)  # visible to the whole lab
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)  # private until the owner shares it with the lab
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     versions: Mapped[list[DatasetVersion]] = relationship(

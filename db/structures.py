@@ -42,6 +42,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from db.access import Actor, require_owner_of
 from db.engine import session_scope
 from db.models import (
     DatasetVersion,
@@ -807,6 +808,12 @@ def _remember_initial_state(entry: Entry) -> None:
         entry.extra = extra
 
 
+def _require_owner(session: Session, actor: Actor | None, **ids: int) -> None:
+    """Refuse a review write on a dataset the actor does not own (:func:`db.access.require_dataset_owner`)."""
+    if actor is not None:
+        require_owner_of(session, actor, **ids)
+
+
 def _load_entry(session: Session, entry_id: int) -> Entry:
     entry = session.scalars(
         select(Entry)
@@ -864,7 +871,8 @@ def _candidate_of(session: Session, candidate_id: int) -> tuple[Entry, MatchCand
 
 
 def accept_candidate(
-    url: str | None, candidate_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None
+    url: str | None, candidate_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None,
+    actor: Actor | None = None,
 ) -> int:
     """Accept a candidate as its entry's structure (``choose`` when another one was accepted before).
 
@@ -881,6 +889,7 @@ def accept_candidate(
         StructureStoreError: no such candidate, the entry is not kept, or the candidate is already accepted.
     """
     with session_scope(url) as session:
+        _require_owner(session, actor, candidate_id=candidate_id)
         entry, candidate = _candidate_of(session, candidate_id)
         if candidate.status == "accepted" and entry.structure_id == candidate.structure_id:
             raise StructureStoreError(
@@ -895,7 +904,8 @@ def accept_candidate(
 
 
 def reject_candidate(
-    url: str | None, candidate_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None
+    url: str | None, candidate_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None,
+    actor: Actor | None = None,
 ) -> int:
     """Reject one candidate of an entry (if it was the accepted one, the entry loses its structure).
 
@@ -906,6 +916,7 @@ def reject_candidate(
         StructureStoreError: no such candidate, entry not kept, or the candidate is already rejected.
     """
     with session_scope(url) as session:
+        _require_owner(session, actor, candidate_id=candidate_id)
         entry, candidate = _candidate_of(session, candidate_id)
         if candidate.status == "rejected":
             raise StructureStoreError(
@@ -918,7 +929,8 @@ def reject_candidate(
         return decision.id
 
 
-def reject_entry(url: str | None, entry_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None) -> int:
+def reject_entry(url: str | None, entry_id: int, *, reviewer: str = DEFAULT_REVIEWER, note: str | None = None,
+                 actor: Actor | None = None) -> int:
     """Reject every candidate of an entry: it gets no structure (a composition-only row).
 
     Returns:
@@ -928,6 +940,7 @@ def reject_entry(url: str | None, entry_id: int, *, reviewer: str = DEFAULT_REVI
         StructureStoreError: no such entry, not kept, or already rejected.
     """
     with session_scope(url) as session:
+        _require_owner(session, actor, entry_id=entry_id)
         entry = _load_entry(session, entry_id)
         if entry.match_state == "rejected" and entry.structure_id is None:
             raise StructureStoreError(f"row {entry.row_number} ({entry.raw_formula})", "is already rejected")
@@ -946,6 +959,7 @@ def attach_structure(
     reviewer: str = DEFAULT_REVIEWER,
     max_sites: int | None = None,
     note: str | None = None,
+    actor: Actor | None = None,
 ) -> int:
     """Attach the user's own CIF to an entry and accept it.
 
@@ -976,6 +990,7 @@ def attach_structure(
     candidate = _parse_cif_candidate(_decode(data, filename), filename, filename, max_sites)
     candidate.source = "upload"
     with session_scope(url) as session:
+        _require_owner(session, actor, entry_id=entry_id)
         entry = _load_entry(session, entry_id)
         distance = _entry_distance(entry, candidate.formula, composition_distance)
         if distance > MAX_ATTACH_DISTANCE:
@@ -1015,7 +1030,7 @@ def _entry_distance(entry: Entry, structure_formula: str, distance_function) -> 
 
 
 def revert_decision(url: str | None, decision_id: int, *, reviewer: str = DEFAULT_REVIEWER,
-                    note: str | None = None) -> int:
+                    note: str | None = None, actor: Actor | None = None) -> int:
     """Revert a decision: the entry returns to the state it would have without it, and a ``revert`` decision
     pointing at it is recorded. Reverting a revert re-applies the original decision.
 
@@ -1032,6 +1047,7 @@ def revert_decision(url: str | None, decision_id: int, *, reviewer: str = DEFAUL
         StructureStoreError: no such decision, or it is not in effect (already reverted).
     """
     with session_scope(url) as session:
+        _require_owner(session, actor, decision_id=decision_id)
         target = session.get(ReviewDecision, decision_id)
         if target is None:
             raise StructureStoreError(f"decision {decision_id}", "does not exist")
@@ -1058,7 +1074,8 @@ def _revert_in_effect(revert: ReviewDecision, decisions: Sequence[ReviewDecision
 
 
 def bulk_accept(
-    url: str | None, version_id: int, rule: str = "unambiguous_exact", *, reviewer: str = DEFAULT_REVIEWER
+    url: str | None, version_id: int, rule: str = "unambiguous_exact", *, reviewer: str = DEFAULT_REVIEWER,
+    actor: Actor | None = None,
 ) -> int:
     """Accept candidates of many pending entries by a rule (see :data:`BULK_RULES`); approximate candidates are
     never accepted in bulk. Each acceptance is its own ``bulk_accept`` decision (revertible one by one).
@@ -1080,6 +1097,7 @@ def bulk_accept(
     states = ("unambiguous",) if rule == "unambiguous_exact" else ("unambiguous", "ambiguous")
     accepted = 0
     with session_scope(url) as session:
+        _require_owner(session, actor, version_id=version_id)
         entries = session.scalars(
             select(Entry)
             .where(
@@ -1163,6 +1181,7 @@ def store_match_results(
     reviewer: str = DEFAULT_REVIEWER,
     include_reviewed: bool = False,
     errors: dict[int, str] | None = None,
+    actor: Actor | None = None,
 ) -> StoredMatches:
     """Store match results as candidates of their entries, in one transaction.
 
@@ -1204,6 +1223,8 @@ def store_match_results(
         missing = [entry_id for entry_id in ids if entry_id not in entries]
         if missing:
             raise StructureStoreError(f"entry {missing[0]}", "does not exist")
+        for version_id in {entry.dataset_version_id for entry in entries.values()}:
+            _require_owner(session, actor, version_id=version_id)
         todo = [(entries[i], r) for i, r in results if include_reviewed or not entries[i].decisions]
         counts.n_skipped_reviewed = len(results) - len(todo)
         all_candidates = [ranked.candidate for _, result in todo if result for ranked in result.candidates]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from db.access import Actor
 from jobs.context import JobCancelled, JobContext
 
 __all__ = [
@@ -38,7 +39,9 @@ def current_user() -> str:
     return "local"
 
 
-def submit(kind: str, payload: dict, *, created_by: str | None = None, db_url: str | None = None) -> int:
+def submit(
+    kind: str, payload: dict, *, created_by: str | None = None, db_url: str | None = None, actor: Actor | None = None
+) -> int:
     """Queue a job: validate the payload, insert the row; the executor picks it up within a second.
 
     Args:
@@ -46,34 +49,41 @@ def submit(kind: str, payload: dict, *, created_by: str | None = None, db_url: s
         payload: the job function's arguments (JSON types).
         created_by: who asked (default :func:`current_user`).
         db_url: database URL (default: the configured one).
+        actor: who asks (pages pass the logged-in user); work on a dataset they neither own nor administer is
+            refused. None for trusted callers (command line, tests).
 
     Returns:
         The job id.
 
     Raises:
         ValueError: unknown kind or unusable payload (nothing is written).
+        db.access.AccessDenied: the actor may not start work on that dataset (nothing is written).
     """
     from db.config import database_url
     from jobs import registry, store
 
     checked = registry.validate_payload(kind, payload)
-    return store.create_job(db_url or database_url(), kind, checked, created_by or current_user())
+    return store.create_job(db_url or database_url(), kind, checked, created_by or current_user(), actor=actor)
 
 
-def cancel(job_id: int, *, db_url: str | None = None) -> str | None:
+def cancel(job_id: int, *, db_url: str | None = None, actor: Actor | None = None) -> str | None:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next check (after an epoch).
 
     Args:
         job_id: the job (a study job cancels all of its runs).
         db_url: database URL (default: the configured one).
+        actor: who asks (pages pass the logged-in user); None for trusted callers.
 
     Returns:
         The job's status after the request, None when there is no such job.
+
+    Raises:
+        db.access.AccessDenied: the actor may not cancel it.
     """
     from db.config import database_url
     from jobs import store
 
-    return store.request_cancel(db_url or database_url(), job_id)
+    return store.request_cancel(db_url or database_url(), job_id, actor=actor)
 
 
 def ensure_executor(data_dir: Path | None = None, db_url: str | None = None) -> int | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from db import structures as store
+from db.access import Actor, check_owner
 from db.models import utcnow
 
 SOURCE_NAMES = ("library", "dataset", "materials_project")
@@ -249,16 +250,22 @@ def run_match_job(job_id: int, payload: dict[str, Any], ctx: MatchJobContext) ->
     ctx.log(message)
 
 
-def match_inline(url: str, payload: dict[str, Any]) -> dict[str, Any]:
+def match_inline(url: str, payload: dict[str, Any], *, actor: Actor | None = None) -> dict[str, Any]:
     """Run the match job's work synchronously in this process (small datasets, tests, the command line).
 
     Args:
         url: database URL.
         payload: as for :func:`run_match_job`.
+        actor: who asks (pages pass the logged-in user): only the dataset's owner or an administrator may.
 
     Returns:
         The summary stored in ``DatasetVersion.summary["structure_matching"]``.
+
+    Raises:
+        db.access.AccessDenied: the actor may not change that dataset (nothing is written).
     """
+    if actor is not None:
+        check_owner(url, actor, version_id=int(payload["dataset_version_id"]))
 
     class _InlineContext:
         db_url = url

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from db.access import AccessDenied, Actor, dataset_id_of, require_dataset_owner, require_owner_of
 from db.engine import session_scope
 from db.models import Entry as EntryRow
 from db.models import (
@@ -71,7 +72,9 @@ def json_safe(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------- jobs
 
 
-def create_job(db_url: str, kind: str, payload: dict[str, Any], created_by: str = "local") -> int:
+def create_job(
+    db_url: str, kind: str, payload: dict[str, Any], created_by: str = "local", *, actor: Actor | None = None
+) -> int:
     """Insert a queued job.
 
     Args:
@@ -79,11 +82,21 @@ def create_job(db_url: str, kind: str, payload: dict[str, Any], created_by: str 
         kind: a kind registered in :mod:`jobs.registry`.
         payload: JSON-serialisable arguments of the job function.
         created_by: who asked for it (provenance).
+        actor: who asks; work on a dataset version (``dataset_version_id``) or a run (``run_id``) is refused
+            unless the actor owns that dataset or is an administrator. None for trusted callers.
 
     Returns:
         The new job id.
+
+    Raises:
+        AccessDenied: the actor may not start work on that dataset (nothing is written).
     """
     with session_scope(db_url) as session:
+        if actor is not None:
+            if payload.get("dataset_version_id") is not None:
+                require_owner_of(session, actor, version_id=int(payload["dataset_version_id"]))
+            if payload.get("run_id") is not None:
+                require_owner_of(session, actor, run_id=int(payload["run_id"]))
         job = Job(kind=kind, payload=json_safe(payload), created_by=created_by, status="queued", progress=0.0)
         session.add(job)
         session.flush()
@@ -309,7 +322,7 @@ def fail_dead_job(db_url: str, job_id: int, reason: str, *, from_statuses: tuple
         return bool(changed)
 
 
-def request_cancel(db_url: str, job_id: int) -> str | None:
+def request_cancel(db_url: str, job_id: int, *, actor: Actor | None = None) -> str | None:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check.
 
     For a study job, every run of the study is cancelled too; for a training job, its run.
@@ -317,15 +330,26 @@ def request_cancel(db_url: str, job_id: int) -> str | None:
     Args:
         db_url: database URL.
         job_id: the job.
+        actor: who asks: the owner of the job's dataset or an administrator (a job on no dataset: whoever
+            submitted it); None for trusted callers.
 
     Returns:
         The job's status after the request (None when there is no such job).
+
+    Raises:
+        AccessDenied: the actor may not cancel it (nothing changes).
     """
     now = utcnow()
     with session_scope(db_url) as session:
         job = session.get(Job, job_id)
         if job is None:
             return None
+        if actor is not None:
+            dataset_id = dataset_id_of(session, job_id=job_id)
+            if dataset_id is not None:
+                require_dataset_owner(session, dataset_id, actor)
+            elif not (actor.is_admin or job.created_by == actor.username):
+                raise AccessDenied(f"only {job.created_by} or an administrator may cancel job {job_id}")
         child_jobs: list[int] = []
         if job.kind == "study":
             study = session.scalar(select(Study).where(Study.job_id == job_id))

@@ -12,8 +12,10 @@ import streamlit as st
 import jobs
 from cosnet_core.hparams import DEFAULTS, SEARCH_SPACE
 from jobs import store
+from db.access import AccessDenied
 from jobs.training import MODES, estimate_study_seconds, format_duration
 from ui.state import active_version_id, database
+from ui.auth import current_actor
 
 MODE_LABELS = {
     "composition": "Composition only",
@@ -180,8 +182,8 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
         "search": {"enabled": bool(search), "num_samples": int(trials), "epochs": search_epochs},
     }
     try:
-        job_id = jobs.submit("study", payload, created_by=_who())
-    except ValueError as error:
+        job_id = jobs.submit("study", payload, created_by=_who(), actor=current_actor())
+    except (ValueError, AccessDenied) as error:
         st.error(f"The study was not launched: {error}")
     else:
         jobs.ensure_executor()
@@ -248,7 +250,7 @@ def _study_card(study: dict, target_unit: str) -> None:
         st.caption(study["name"])
         st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
         if status in store.ACTIVE and st.button("Cancel study", key=f"cancel-{study['job_id']}"):
-            jobs.cancel(study["job_id"])
+            jobs.cancel(study["job_id"], actor=current_actor())  # the data layer refuses other users' studies
             st.toast(f"Cancelling study {study['id']}: running runs stop after their current epoch.")
         if study["error"]:
             st.error(f"The study failed: {study['error']}")
@@ -304,7 +306,7 @@ def queue() -> None:
             if job["status"] in store.ACTIVE:
                 st.progress(0.0, text=job["message"] or "waiting for the executor")
                 if st.button("Cancel study", key=f"cancel-{job['id']}"):
-                    jobs.cancel(job["id"])
+                    jobs.cancel(job["id"], actor=current_actor())
             if job["error"]:
                 st.error(f"The study could not start: {job['error']}")
     shown = store.studies_of_version(url, version_id)

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from db.access import Actor
 from db.users import authenticate, bootstrap_admin_from_environment
 
 AUTH_ENV = "COSNET_AUTH"
 AUTH_MODES = ("none", "accounts", "oidc")
 _SESSION_USER = "cosnet_user"
+LOGOUT_COUNT_KEY = "cosnet_logouts"  # survives logout: widget keys that hold uploads include it, so none comes back
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,12 @@ def current_username() -> str:
     return user.username if user else "anonymous"
 
 
+def current_actor() -> Actor | None:
+    """The current user as the data layer's :class:`~db.access.Actor` (who every write is checked against)."""
+    user = current_user()
+    return Actor(user.username, user.is_admin) if user else None
+
+
 def _accounts_login_form(url: str) -> None:
     bootstrap_admin_from_environment(url)
     st.title("COSNet Studio")
@@ -102,10 +110,16 @@ def login_gate(url: str) -> CurrentUser:
 
 
 def logout() -> None:
-    """End this browser session's login."""
+    """End this browser session's login and forget everything it held (uploads, choices, messages).
+
+    The whole session state goes, not only the user: whoever logs in next in this tab starts from nothing.
+    Only a logout counter stays, so that upload widgets get new keys and no uploaded file comes back.
+    """
+    logouts = int(st.session_state.get(LOGOUT_COUNT_KEY, 0)) + 1
+    st.session_state.clear()
+    st.session_state[LOGOUT_COUNT_KEY] = logouts
     if auth_mode() == "oidc":
         st.logout()
-    st.session_state.pop(_SESSION_USER, None)
 
 
 def sidebar_identity(user: CurrentUser) -> None:

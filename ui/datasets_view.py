@@ -32,6 +32,7 @@ from cosnet_core.ingest import (
     read_table,
     suggest_mapping,
 )
+from db.access import AccessDenied
 from db.datasets import (
     DatasetInfo,
     DatasetStoreError,
@@ -47,9 +48,10 @@ from db.datasets import (
     load_entries,
     load_upload,
     save_upload,
+    set_shared,
     unused_rows_csv,
 )
-from ui.auth import current_username
+from ui.auth import LOGOUT_COUNT_KEY, current_actor, current_username
 from ui.state import active_version_id, set_active_version, visibility
 
 # st.session_state keys owned by this page.
@@ -89,6 +91,13 @@ DUPLICATE_LABELS = {
 def current_user() -> str:
     """The name recorded as ``created_by`` / ``reviewer`` (``local`` in single-user mode)."""
     return current_username()
+
+
+def may_change(owner: str) -> bool:
+    """Whether the current user owns the dataset or administers the instance (buttons are hidden otherwise;
+    the data layer refuses anyway)."""
+    actor = current_actor()
+    return bool(actor and (actor.is_admin or actor.username == owner))
 
 
 def sha256(data: bytes) -> str:
@@ -468,7 +477,7 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         limits: upload limits (from the environment).
     """
     st.subheader("1. Upload")
-    round_ = st.session_state.get(UPLOADER_ROUND_KEY, 0)
+    round_ = f"{st.session_state.get(LOGOUT_COUNT_KEY, 0)}_{st.session_state.get(UPLOADER_ROUND_KEY, 0)}"
     max_mb = max(1, math.ceil(limits.max_upload_bytes / MB))  # the browser refuses larger files at once
     table_file = st.file_uploader(
         "Table of measurements (CSV, TSV or Excel .xlsx)",
@@ -554,7 +563,7 @@ def upload_section(url: str, limits: IngestLimits) -> None:
     uploaded = _parse_cifs(cifs, members) if cifs and members else UploadedStructures()
     _preview(result, uploaded)
 
-    datasets = list_datasets(url, **visibility())
+    datasets = [d for d in list_datasets(url, **visibility()) if may_change(d.owner)]
     target, dataset_name = _destination(datasets, PurePath(name).stem, token, reclean.get("dataset_id"))
     if not st.button("Import", type="primary", key=f"import_{token}"):
         return
@@ -570,9 +579,9 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         else:
             stored = add_version(
                 url, target, result, source_sha256=table["sha256"], uploaded=uploaded,
-                created_by=current_user(), settings=settings,
+                created_by=current_user(), settings=settings, actor=current_actor(),
             )
-    except DatasetStoreError as error:
+    except (DatasetStoreError, AccessDenied) as error:
         st.error(f"Nothing was imported: {error}")
         return
     save_upload(data, table["sha256"])  # kept for re-cleaning later
@@ -734,12 +743,16 @@ def render_delete(url: str, version: VersionInfo) -> None:
         st.warning(found.describe() + " This cannot be undone.")
     if not st.button("Delete permanently", disabled=not confirmed, key=f"delete_button_{version.id}_{scope}"):
         return
-    if scope == "version":
-        delete_version(url, version.id)
-        what = f"version {version.number} of {version.dataset_name!r}"
-    else:
-        delete_dataset(url, version.dataset_id)
-        what = f"the dataset {version.dataset_name!r}"
+    try:
+        if scope == "version":
+            delete_version(url, version.id, actor=current_actor())
+            what = f"version {version.number} of {version.dataset_name!r}"
+        else:
+            delete_dataset(url, version.dataset_id, actor=current_actor())
+            what = f"the dataset {version.dataset_name!r}"
+    except (DatasetStoreError, AccessDenied) as error:
+        st.error(f"Nothing was deleted: {error}")
+        return
     if active_version_id() is not None:
         set_active_version(None)
     st.session_state[FLASH_KEY] = f"Deleted {what}."
@@ -767,8 +780,41 @@ def versions_section(url: str) -> None:
         format_func=lambda i: versions[i].label,
     )
     render_summary(url, versions[chosen])
+    dataset = next(d for d in datasets if d.id == versions[chosen].dataset_id)
+    if not may_change(dataset.owner):
+        st.caption(
+            f"This dataset belongs to {dataset.owner} and is shared with the lab: you can read it; only its owner "
+            "or an administrator can change, share or delete it, review its structures or train on it."
+        )
+        return
+    render_sharing(url, dataset)
     render_reclean(versions[chosen])
     render_delete(url, versions[chosen])
+
+
+def render_sharing(url: str, dataset: DatasetInfo) -> None:
+    """Share the dataset with the lab, or make it private again (owner and administrators only).
+
+    Args:
+        url: database URL.
+        dataset: the dataset of the version shown.
+    """
+    st.subheader("Sharing")
+    if dataset.shared:
+        st.caption("Shared with the lab: every user sees this dataset and what was trained on it.")
+        label, new_state, done = "Make private", False, "is private again"
+    else:
+        st.caption("Private: only you and the administrators see this dataset and what was trained on it.")
+        label, new_state, done = "Share with the lab", True, "is shared with the lab"
+    if not st.button(label, key=f"share_{dataset.id}_{new_state}"):
+        return
+    try:
+        set_shared(url, dataset.id, new_state, actor=current_actor())
+    except AccessDenied as error:
+        st.error(f"Nothing was changed: {error}")
+        return
+    st.session_state[FLASH_KEY] = f"The dataset {dataset.name!r} {done}."
+    st.rerun()
 
 
 def render_reclean(version: VersionInfo) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
-from sqlalchemy import or_, select
 
-from db import database_url, session_scope, upgrade_database
-from db.models import Dataset, DatasetVersion
+from db import database_url, upgrade_database
+from db.datasets import visible_versions
 
 ACTIVE_VERSION_KEY = "active_dataset_version_id"
 
@@ -37,23 +36,12 @@ class VersionChoice:
     label: str
 
 
-def visible_datasets_clause(username: str, is_admin: bool):
-    """SQL condition for the datasets a user may see: their own and the lab's shared ones (admins: all)."""
-    if is_admin:
-        return True
-    return or_(Dataset.owner == username, Dataset.shared.is_(True))
-
-
 def version_choices(url: str, username: str = "local", is_admin: bool = True) -> list[VersionChoice]:
     """Every dataset version visible to the user, newest dataset first."""
-    with session_scope(url) as session:
-        rows = session.execute(
-            select(Dataset.name, DatasetVersion.id, DatasetVersion.number, DatasetVersion.n_kept)
-            .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
-            .where(visible_datasets_clause(username, is_admin))
-            .order_by(Dataset.id.desc(), DatasetVersion.number.desc())
-        ).all()
-    return [VersionChoice(vid, f"{name} · v{number} ({kept} rows)") for name, vid, number, kept in rows]
+    return [
+        VersionChoice(vid, f"{name} · v{number} ({kept} rows)")
+        for name, vid, number, kept in visible_versions(url, username=username, is_admin=is_admin)
+    ]
 
 
 def visibility() -> dict:

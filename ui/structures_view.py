@@ -17,6 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from db import structures as store
+from db.access import AccessDenied
+from ui.auth import current_actor
 
 FLASH_KEY = "structures_flash"
 MP_KEY_INPUT = "structures_mp_key"
@@ -67,7 +69,7 @@ def _guarded(action, success: str | None = None):
     """Run a store call; turn a refused input into an error message (nothing was written then)."""
     try:
         result = action()
-    except (store.StructureStoreError, ValueError) as error:
+    except (store.StructureStoreError, ValueError, AccessDenied) as error:
         _flash("error", f"Refused: {error}. Nothing was changed.")
         return None
     if success:
@@ -161,7 +163,7 @@ def _submit_library_import(url: str, uploads: list[tuple[str, bytes]]) -> None:
         path.write_bytes(data)
         files.append({"path": str(path), "name": name})
     job_id = jobs.submit("library_import", {"files": files, "created_by": reviewer()}, created_by=reviewer(),
-                         db_url=url)
+                         db_url=url, actor=current_actor())
     jobs.ensure_executor(db_url=url)
     _flash("success", f"Importing {len(files)} file(s) into the library in the background (job {job_id}).")
 
@@ -245,7 +247,7 @@ def _match_all(url: str, version_id: int) -> None:
         _flash("warning", "Every kept row has been reviewed or matched already; nothing to match.")
         return
     if n_todo <= inline_limit() and not mp_key_configured():
-        summary = _guarded(lambda: match_inline(url, {**payload, "sources": ["library", "dataset"]}))
+        summary = _guarded(lambda: match_inline(url, {**payload, "sources": ["library", "dataset"]}, actor=current_actor()))
         if summary is not None:
             _flash(
                 "success",
@@ -255,7 +257,9 @@ def _match_all(url: str, version_id: int) -> None:
         return
     import jobs
 
-    job_id = jobs.submit("match", payload, created_by=reviewer(), db_url=url)
+    job_id = _guarded(lambda: jobs.submit("match", payload, created_by=reviewer(), db_url=url, actor=current_actor()))
+    if job_id is None:
+        return
     jobs.ensure_executor(db_url=url)
     _flash("success", f"Matching {n_todo} rows in the background (job {job_id}).")
 
@@ -263,7 +267,8 @@ def _match_all(url: str, version_id: int) -> None:
 def _cancel_job(url: str, job_id: int) -> None:
     import jobs
 
-    jobs.cancel(job_id, db_url=url)
+    if _guarded(lambda: jobs.cancel(job_id, db_url=url, actor=current_actor()) or "gone") is None:
+        return
     _flash("warning", f"Asked job {job_id} to stop; rows matched so far are kept.")
 
 
@@ -309,7 +314,7 @@ def _job_progress(url: str, version_id: int) -> None:
 
 def _bulk_accept(url: str, version_id: int) -> None:
     rule = st.session_state.get(BULK_RULE_KEY, "unambiguous_exact")
-    _guarded(lambda: store.bulk_accept(url, version_id, rule, reviewer=reviewer()),
+    _guarded(lambda: store.bulk_accept(url, version_id, rule, reviewer=reviewer(), actor=current_actor()),
              success="Accepted {result} rows by the rule.")
 
 
@@ -343,7 +348,7 @@ def review_list(url: str, version_id: int) -> int | None:
 
 
 def _accept(url: str, candidate_id: int, what: str = "the structure") -> None:
-    _guarded(lambda: store.accept_candidate(url, candidate_id, reviewer=reviewer()),
+    _guarded(lambda: store.accept_candidate(url, candidate_id, reviewer=reviewer(), actor=current_actor()),
              success=f"Accepted {what} (decision {{result}}); it is in the decision history below.")
 
 
@@ -353,12 +358,12 @@ def detail_label(detail: dict) -> str:
 
 
 def _reject_candidate(url: str, candidate_id: int) -> None:
-    _guarded(lambda: store.reject_candidate(url, candidate_id, reviewer=reviewer()),
+    _guarded(lambda: store.reject_candidate(url, candidate_id, reviewer=reviewer(), actor=current_actor()),
              success="Rejected the candidate (decision {result}).")
 
 
 def _reject_entry(url: str, entry_id: int) -> None:
-    _guarded(lambda: store.reject_entry(url, entry_id, reviewer=reviewer()),
+    _guarded(lambda: store.reject_entry(url, entry_id, reviewer=reviewer(), actor=current_actor()),
              success="Rejected every candidate: this row stays composition-only (decision {result}).")
 
 
@@ -367,7 +372,7 @@ def _attach(url: str, entry_id: int) -> None:
     if upload is None:
         _flash("warning", "Choose a CIF file to attach first.")
         return
-    _guarded(lambda: store.attach_structure(url, entry_id, upload.name, upload.getvalue(), reviewer=reviewer()),
+    _guarded(lambda: store.attach_structure(url, entry_id, upload.name, upload.getvalue(), reviewer=reviewer(), actor=current_actor()),
              success=f"Attached {upload.name} and accepted it (decision {{result}}).")
 
 
@@ -375,7 +380,7 @@ def _revert(url: str) -> None:
     decision_id = st.session_state.get(REVERT_KEY)
     if decision_id is None:
         return
-    _guarded(lambda: store.revert_decision(url, int(decision_id), reviewer=reviewer()),
+    _guarded(lambda: store.revert_decision(url, int(decision_id), reviewer=reviewer(), actor=current_actor()),
              success=f"Reverted decision {decision_id} (recorded as decision {{result}}).")
 
 
@@ -397,7 +402,8 @@ def _search_materials_project(url: str, version_id: int, entry_id: int) -> None:
         _flash("error", f"Refused: {error}. Nothing was changed.")
         return
     stored = _guarded(lambda: store.store_match_results(url, [(entry_id, result)], auto_accept_rule="never",
-                                                        reviewer=reviewer(), include_reviewed=True))
+                                                        reviewer=reviewer(), include_reviewed=True,
+                                                        actor=current_actor()))
     if stored is not None:
         n_mp = sum(ranked.candidate.source == "materials_project" for ranked in result.candidates)
         _flash("success", f"Found {len(result.candidates)} candidates ({n_mp} from the Materials Project).")
