@@ -69,8 +69,9 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULTS["seeds"]))
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument(
-        "--split", choices=("random", "grouped"), default="random",
-        help="random 60/20/20 as in the paper, or grouped by composition (recommended when compositions repeat)",
+        "--split", choices=("random", "grouped"), default=None,
+        help="random 60/20/20 as in the paper, or grouped by composition; default: grouped when compositions "
+        "repeat in the table, else random (the choice and its reason are printed)",
     )
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rows for test")
@@ -156,6 +157,17 @@ def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Pa
     if not table.samples:
         raise CliError(f"no usable row in {args.data} (see {error_file})")
     return table.samples
+
+
+def _choose_split(samples: list, args: argparse.Namespace) -> None:
+    """Fill in ``args.split`` when not given (grouped when compositions repeat) and print the choice and why."""
+    from cosnet_core.splits import composition_key, recommended_split
+
+    if args.split_col or args.split is not None:
+        return
+    method, reason = recommended_split(len(samples), len({composition_key(s.composition) for s in samples}))
+    args.split = method
+    print(f"split: {method}: {reason} (choose with --split)", file=sys.stderr, flush=True)
 
 
 def _split(samples: list, args: argparse.Namespace, seed: int) -> Any:
@@ -305,6 +317,7 @@ def command_train(args: argparse.Namespace) -> int:
     from cosnet_core.structure import GraphCache
 
     samples = _read_samples(args, with_target=True, error_file=args.out / "input_errors.csv")
+    _choose_split(samples, args)
     with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
         metrics = run_training(samples, args, args.mode, args.out, cache=GraphCache(folder))
     summary = metrics["test"].get("all", {})
@@ -345,6 +358,7 @@ def command_reproduce(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     samples = _read_samples(args, with_target=True, error_file=out / "input_errors.csv")
+    _choose_split(samples, args)
     table1, table2 = [], []
     baseline_cache = BaselineCache()
     with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:

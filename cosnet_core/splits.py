@@ -201,6 +201,34 @@ def column_split(samples: Sequence[S], *, val_fraction: float = 0.2, seed: int =
     return _collect(samples, part)
 
 
+def recommended_split(n_rows: int, n_compositions: int) -> tuple[SplitMethod, str]:
+    """The split to use by default, and why: grouped when compositions repeat, else the paper's random split.
+
+    A random split of a table that repeats compositions puts the same composition in training and test, and the
+    test error then flatters the model (DESIGN.md: OBELiX repeats 56 compositions over 140 rows).
+
+    Args:
+        n_rows: rows of the table.
+        n_compositions: distinct compositions among them (see :func:`composition_key`).
+
+    Returns:
+        ``(method, reason)``: ``"grouped"`` or ``"random"``, and one sentence for the user.
+    """
+    repeated = n_rows - n_compositions
+    if repeated > 0 and n_compositions >= 3:
+        return "grouped", (
+            f"compositions repeat ({n_rows} rows, {n_compositions} distinct compositions), so the split is grouped "
+            "by composition: no composition is in two splits, and the test error is not flattered by compositions "
+            "seen in training"
+        )
+    if repeated > 0:
+        return "random", (
+            f"compositions repeat, but {n_compositions} distinct composition(s) are too few for a grouped split, "
+            "so the split is random (test errors may be optimistic)"
+        )
+    return "random", "every row has its own composition, so the paper's random split tests on unseen compositions"
+
+
 def split_samples(
     samples: Sequence[S],
     method: SplitMethod = "random",

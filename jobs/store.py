@@ -425,8 +425,8 @@ def version_counts(db_url: str, version_id: int) -> dict[str, int]:
         version_id: the dataset version.
 
     Returns:
-        ``{"rows", "with_structure", "with_split"}``: kept entries with a target, those with an accepted
-        structure, those with a user-given split label.
+        ``{"rows", "with_structure", "with_split", "compositions"}``: kept entries with a target, those with an
+        accepted structure, those with a user-given split label, and their distinct (reduced) compositions.
     """
     from sqlalchemy import func
 
@@ -447,7 +447,13 @@ def version_counts(db_url: str, version_id: int) -> dict[str, int]:
             )
             or 0
         )
-    return {"rows": int(rows), "with_structure": int(with_structure), "with_split": int(with_split)}
+        compositions = (
+            session.scalar(select(func.count(func.distinct(EntryRow.composition))).where(*base)) or 0
+        )
+    return {
+        "rows": int(rows), "with_structure": int(with_structure), "with_split": int(with_split),
+        "compositions": int(compositions),
+    }
 
 
 # ------------------------------------------------------------------------------------- studies and runs

@@ -37,7 +37,7 @@ BASELINE_KEYS = ("baselines", "baseline_rows", "baselines_error")
 TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
     "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
-    "head_hidden", "weight_hidden", "radius", "max_neighbors",
+    "head_hidden", "weight_hidden", "radius", "max_neighbors", "descriptors", "init_from",
 )
 #: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
 #: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the

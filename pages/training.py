@@ -11,11 +11,12 @@ import streamlit as st
 
 import jobs
 from cosnet_core.hparams import DEFAULTS, SEARCH_SPACE
-from jobs import store
+from cosnet_core.splits import recommended_split
 from db.access import AccessDenied
+from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
-from ui.state import active_version_id, database
 from ui.auth import current_actor
+from ui.state import active_version_id, database
 
 MODE_LABELS = {
     "composition": "Composition only",
@@ -26,6 +27,10 @@ SPLIT_LABELS = {
     "random": "Random 60/20/20 (the paper)",
     "grouped": "Grouped by composition 60/20/20 (recommended when compositions repeat)",
     "column": "The split column of the dataset",
+}
+DESCRIPTOR_LABELS = {
+    "none": "None: the learned element embedding only (the paper)",
+    "magpie": "Magpie statistics of the composition beside C",
 }
 FIGURE2_KEPT = [0.0, 0.2, 0.4, 0.6, 0.8]
 STATUS_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
@@ -57,6 +62,20 @@ def _gpu_status() -> tuple[bool, str]:
     if has_gpu:
         return True, ""
     return False, "this computer has no CUDA GPU (set RAY_ADDRESS to train on a Ray cluster with GPUs)"
+
+
+def _shipped_encoders() -> list[str]:
+    """Names of the pretrained composition encoders shipped in ``cosnet_core/pretrained/`` (as
+    ``cosnet_core.pretrain.shipped_checkpoints`` lists them), read from the manifest so that the page does not import
+    torch; none when nothing is shipped or the manifest cannot be read."""
+    import json
+    from importlib.resources import files
+
+    try:
+        manifest = json.loads((files("cosnet_core") / "pretrained" / "manifest.json").read_text())
+        return [str(entry["name"]) for entry in manifest.get("checkpoints", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def _parallel_runs() -> int:
@@ -100,7 +119,13 @@ epochs = right.number_input(
     "Epochs", min_value=1, max_value=5000, value=int(DEFAULTS["epochs"]),
     help="The weights of the epoch with the lowest validation MAE are kept.",
 )
-split_method = right.selectbox("Split", list(SPLIT_LABELS), format_func=SPLIT_LABELS.__getitem__)
+recommended, split_reason = recommended_split(counts["rows"], counts["compositions"])
+split_method = right.selectbox(
+    "Split", list(SPLIT_LABELS), index=list(SPLIT_LABELS).index(recommended), format_func=SPLIT_LABELS.__getitem__
+)
+right.caption(f"Default {recommended}: {split_reason}.")
+if split_method == "random" and recommended == "grouped":
+    st.warning("A random split puts the same composition in training and test: the test errors will be optimistic.")
 if split_method == "column" and counts["with_split"] == 0:
     problems.append("the dataset has no split column (no row is labelled train/val/test)")
 if not modes:
@@ -116,6 +141,24 @@ device = st.radio(
 )
 if not gpu_ok:
     st.caption(f"GPU is not offered: {gpu_reason}.")
+
+composition_side = st.columns(2)
+descriptor_choices = list(DESCRIPTOR_LABELS)
+descriptors = composition_side[0].selectbox(
+    "Composition descriptors", descriptor_choices,
+    index=descriptor_choices.index(DEFAULTS.get("descriptors") or "none"), format_func=DESCRIPTOR_LABELS.__getitem__,
+    help="Standardised Magpie statistics (22 element properties x 6 statistics) fed to the composition side next to "
+    "the learned representation C; w_C keeps its meaning and is exactly 1 for rows without a structure.",
+)
+encoder_choices = ["none", *_shipped_encoders()]
+default_encoder = DEFAULTS.get("init_from") or "none"
+init_from = composition_side[1].selectbox(
+    "Start g_C from a pretrained encoder", encoder_choices,
+    index=encoder_choices.index(default_encoder) if default_encoder in encoder_choices else 0,
+    format_func=lambda name: "none: train g_C from scratch (the paper)" if name == "none" else name,
+    help="A composition encoder pretrained on large computed tables (shipped in cosnet_core/pretrained/), then "
+    "fine-tuned on this dataset.",
+)
 
 with st.expander("Hyper-parameters (paper defaults)"):
     st.caption(
@@ -177,6 +220,7 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
         "train": {
             "epochs": int(epochs), "lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay, "fusion": fusion,
             "weight": weight, "batch_size": int(batch_size), "hidden_dim": int(hidden_dim),
+            "descriptors": descriptors, "init_from": None if init_from == "none" else init_from,
         },
         "structure_fractions": FIGURE2_KEPT if figure2 else [],
         "search": {"enabled": bool(search), "num_samples": int(trials), "epochs": search_epochs},

@@ -148,3 +148,23 @@ def test_read_table_split_column_and_log10_target(tmp_path) -> None:
     assert [s.target for s in result.samples[:3]] == pytest.approx([-3.0, -4.0, -5.0])
     split = column_split(result.samples, val_fraction=0.25)
     assert split.sizes() == (18, 6, 6)
+
+
+def test_repeated_compositions_default_to_the_grouped_split_and_say_why(tmp_path, capsys) -> None:
+    rows = [{"formula": s.formula, "value": s.target + 0.01 * k} for s in toy_samples(12) for k in range(3)]
+    path = tmp_path / "repeats.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "run"
+    status = main(["train", "--data", str(path), "--formula-col", "formula", "--target-col", "value",
+                   "--mode", "composition", "--seeds", "0", "--out", str(out), *TINY])
+    assert status == 0
+    assert "split: grouped: compositions repeat (36 rows, 12 distinct compositions)" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["split"] == "grouped"
+    predictions = pd.read_csv(out / "predictions.csv")
+    parts = predictions.groupby("composition")["split"].nunique()
+    assert (parts == 1).all()  # no composition in two splits
+
+    status = main(["train", "--data", str(path), "--formula-col", "formula", "--target-col", "value",
+                   "--mode", "composition", "--seeds", "0", "--split", "random", "--out", str(out), *TINY])
+    assert status == 0 and "split:" not in capsys.readouterr().err  # an explicit choice is kept silently
+    assert json.loads((out / "metrics.json").read_text())["split"] == "random"

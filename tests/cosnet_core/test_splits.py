@@ -14,6 +14,7 @@ from cosnet_core.splits import (
     composition_key,
     grouped_split,
     random_split,
+    recommended_split,
     split_samples,
 )
 
@@ -90,3 +91,11 @@ def test_split_samples_dispatch_and_errors() -> None:
         random_split(rows, fractions=(0.5, 0.5, 0.5))
     with pytest.raises(SplitError, match="distinct compositions"):
         grouped_split(rows[:1] * 5)
+
+
+def test_recommended_split_is_grouped_when_compositions_repeat() -> None:
+    method, reason = recommended_split(140, 56)
+    assert method == "grouped" and reason.startswith("compositions repeat (140 rows, 56 distinct compositions)")
+    assert recommended_split(50, 50)[0] == "random"
+    method, reason = recommended_split(10, 2)  # too few compositions to group into three parts
+    assert method == "random" and "too few" in reason

@@ -40,6 +40,22 @@ def test_figure2_adds_bimodal_runs_per_kept_share_and_search_overrides_apply_per
     assert all(s["config"]["lr"] == 1e-2 for s in specs if s["mode"] != "bimodal")
 
 
+def test_descriptors_and_pretrained_encoder_are_recorded_with_each_run():
+    from cosnet_core.train import TrainConfig
+
+    payload = validate_study_payload(
+        {"dataset_version_id": 1, "seeds": [0, 1], "train": {"descriptors": "magpie", "init_from": "some-encoder"}}
+    )
+    specs = run_specs(payload)
+    assert all(s["config"]["descriptors"] == "magpie" and s["config"]["init_from"] == "some-encoder" for s in specs)
+    defaults = run_specs(validate_study_payload({"dataset_version_id": 1}))
+    assert {(s["config"]["descriptors"], s["config"]["init_from"]) for s in defaults} == {
+        (TrainConfig().descriptors, TrainConfig().init_from)
+    }
+    with pytest.raises(ValueError, match="descriptors 'roost' is not"):
+        validate_study_payload({"dataset_version_id": 1, "train": {"descriptors": "roost"}})
+
+
 @pytest.mark.parametrize(
     ("payload", "fragment"),
     [

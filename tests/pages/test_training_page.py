@@ -103,3 +103,66 @@ def test_launch_watch_progress_and_cancel(app_test, app_env, ray_session):  # no
         assert not [b for b in at.button if b.label == "Cancel study"]
     finally:
         assert stop_executor(app_env)
+
+
+def _selectbox(at, label):
+    return next(s for s in at.selectbox if s.label == label)
+
+
+def test_split_defaults_to_grouped_when_compositions_repeat_and_says_why(app_test, app_env):
+    from db.engine import session_scope
+    from db.models import Entry
+
+    db_url = os.environ["COSNET_DATABASE_URL"]
+    distinct = make_dataset(db_url, n=12)
+    at = app_test()
+    at.switch_page(PAGE)
+    at.session_state["active_dataset_version_id"] = distinct
+    at.run()
+    assert not at.exception, at.exception
+    assert _selectbox(at, "Split").value == "random"
+    assert "Default random: every row has its own composition" in texts(at)
+
+    with session_scope(db_url) as session:  # four rows of the same composition
+        entries = session.query(Entry).filter(Entry.dataset_version_id == distinct, Entry.status == "kept").all()
+        for entry in entries[:4]:
+            entry.composition = "LiF"
+    at.run()
+    assert not at.exception, at.exception
+    assert _selectbox(at, "Split").value == "grouped"
+    assert "Default grouped: compositions repeat (12 rows, 9 distinct compositions)" in texts(at)
+    _selectbox(at, "Split").set_value("random").run()
+    assert any("test errors will be optimistic" in w.value for w in at.warning)
+
+
+def test_descriptors_and_pretrained_encoder_choices_reach_the_study_payload(app_test, app_env, monkeypatch):
+    import jobs
+    from cosnet_core.train import TrainConfig
+
+    monkeypatch.setattr(jobs, "ensure_executor", lambda *a, **k: None)  # the job is only queued, not run
+    db_url = os.environ["COSNET_DATABASE_URL"]
+    version_id = make_dataset(db_url, n=12)
+    at = app_test()
+    at.switch_page(PAGE)
+    at.session_state["active_dataset_version_id"] = version_id
+    at.run()
+    assert not at.exception, at.exception
+    descriptors = _selectbox(at, "Composition descriptors")
+    encoder = _selectbox(at, "Start g_C from a pretrained encoder")
+    # the page's defaults are the training defaults, and it offers every shipped checkpoint
+    assert descriptors.options[:1] and descriptors.value == TrainConfig().descriptors
+    assert encoder.value == (TrainConfig().init_from or "none")
+    try:
+        from cosnet_core.pretrain import shipped_checkpoints
+    except ImportError:
+        shipped = []
+    else:
+        shipped = shipped_checkpoints()
+    assert len(encoder.options) == 1 + len(shipped)
+    descriptors.set_value("magpie").run()
+    next(b for b in at.button if b.label == "Launch study").click().run()
+    assert not at.exception, at.exception
+    assert "Study queued" in texts(at)
+    (job,) = store.pending_study_jobs(db_url, version_id)
+    train = store.job_row(db_url, job["id"])["payload"]["train"]
+    assert train["descriptors"] == "magpie" and train["init_from"] is None
