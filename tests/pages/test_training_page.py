@@ -109,21 +109,26 @@ def _selectbox(at, label):
     return next(s for s in at.selectbox if s.label == label)
 
 
+def _page_on_a_new_dataset(app_test, n: int = 12):
+    """The Training page on a fresh dataset version of ``n`` distinct binaries; returns the page and the version."""
+    version_id = make_dataset(os.environ["COSNET_DATABASE_URL"], n=n)
+    at = app_test()
+    at.switch_page(PAGE)
+    at.session_state["active_dataset_version_id"] = version_id
+    at.run()
+    assert not at.exception, at.exception
+    return at, version_id
+
+
 def test_split_defaults_to_grouped_when_compositions_repeat_and_says_why(app_test, app_env):
     from db.engine import session_scope
     from db.models import Entry
 
-    db_url = os.environ["COSNET_DATABASE_URL"]
-    distinct = make_dataset(db_url, n=12)
-    at = app_test()
-    at.switch_page(PAGE)
-    at.session_state["active_dataset_version_id"] = distinct
-    at.run()
-    assert not at.exception, at.exception
+    at, distinct = _page_on_a_new_dataset(app_test)
     assert _selectbox(at, "Split").value == "random"
     assert "Default random: every row has its own composition" in texts(at)
 
-    with session_scope(db_url) as session:  # four rows of the same composition
+    with session_scope(os.environ["COSNET_DATABASE_URL"]) as session:  # four rows of the same composition
         entries = session.query(Entry).filter(Entry.dataset_version_id == distinct, Entry.status == "kept").all()
         for entry in entries[:4]:
             entry.composition = "LiF"
@@ -140,13 +145,8 @@ def test_descriptors_and_pretrained_encoder_choices_reach_the_study_payload(app_
     from cosnet_core.train import TrainConfig
 
     monkeypatch.setattr(jobs, "ensure_executor", lambda *a, **k: None)  # the job is only queued, not run
+    at, version_id = _page_on_a_new_dataset(app_test)
     db_url = os.environ["COSNET_DATABASE_URL"]
-    version_id = make_dataset(db_url, n=12)
-    at = app_test()
-    at.switch_page(PAGE)
-    at.session_state["active_dataset_version_id"] = version_id
-    at.run()
-    assert not at.exception, at.exception
     descriptors = _selectbox(at, "Composition descriptors")
     encoder = _selectbox(at, "Start g_C from a pretrained encoder")
     # the page's defaults are the training defaults, and it offers every shipped checkpoint
