@@ -94,14 +94,16 @@ def config_for(args: argparse.Namespace, mode: str, seed: int) -> TrainConfig:
     """The fit configuration of one run: ``TrainConfig`` defaults overridden by the command line."""
     return TrainConfig(mode=mode, epochs=args.epochs, seed=seed, batch_size=args.batch_size,
                        weight_decay=args.weight_decay, lr=args.lr, lr_decay=args.lr_decay,
-                       head_hidden=tuple(args.head_hidden), roost_mlp_hidden=args.roost_mlp_hidden)
+                       head_hidden=tuple(args.head_hidden), roost_mlp_hidden=args.roost_mlp_hidden,
+                       descriptors=args.descriptors, init_from=args.init_from)
 
 
 def settings(args: argparse.Namespace) -> dict:
     """The command-line settings recorded with every result line."""
     return {"epochs": args.epochs, "batch_size": args.batch_size, "weight_decay": args.weight_decay,
             "lr": args.lr, "lr_decay": args.lr_decay, "head_hidden": args.head_hidden,
-            "roost_mlp_hidden": args.roost_mlp_hidden, "label": args.label}
+            "roost_mlp_hidden": args.roost_mlp_hidden, "descriptors": args.descriptors,
+            "init_from": args.init_from, "val_per_seed": args.val_per_seed, "label": args.label}
 
 
 def saved(args: argparse.Namespace, bench: str, mode: str, fold: int, seed: int) -> Path | None:
@@ -177,8 +179,10 @@ def bench_expt_gap(args: argparse.Namespace) -> None:
         if "rf" in args.models:  # a peer in the same run: matbench's reference RF-SCM/Magpie scored 0.446 eV
             record(args.results, {"bench": "matbench_expt_gap", "model": "rf-magpie", "fold": fold,
                                   **random_forest_magpie(train_all, test)})
-        inner = random_split(train_all, fractions=(0.9, 0.1, 0.0), seed=fold)  # the same rows for both networks
         for seed in args.seeds:
+            # the same rows for both networks; one validation split per fold, or per seed with --val-per-seed
+            inner = random_split(train_all, fractions=(0.9, 0.1, 0.0),
+                                 seed=fold * 1000 + seed if args.val_per_seed else fold)
             if "aviary-roost" in args.models:  # a peer: aviary's own Roost, its default widths and optimiser
                 record(args.results, {"bench": "matbench_expt_gap", "model": "aviary-roost", "fold": fold,
                                       "seed": seed, "epochs": args.epochs, "label": args.label,
@@ -241,11 +245,14 @@ def bench_obelix(args: argparse.Namespace) -> None:
         if "rf" in args.models:
             record(args.results, {"bench": "obelix", "model": "rf-magpie", "fold": fold,
                                   **random_forest_magpie(train_all, test)})
-        inner = grouped_split(train_all, fractions=(0.8, 0.2, 0.0), seed=fold)
         for mode in ("bimodal-aug", "composition", "bimodal"):
             if mode not in args.models:
                 continue
             for seed in args.seeds:
+                # One validation split per fold (the 2026-11-26 protocol), or one per seed (--val-per-seed): then
+                # a seed ensemble has seen every training row, as the forest has.
+                inner = grouped_split(train_all, fractions=(0.8, 0.2, 0.0),
+                                      seed=fold * 1000 + seed if args.val_per_seed else fold)
                 outcome = run_fold(inner.train, inner.val, test, config_for(args, mode, seed + fold), cache=cache,
                                    save=saved(args, "obelix", mode, fold, seed))
                 record(args.results, {"bench": "obelix", "model": f"cosnet-{mode}", "fold": fold, "seed": seed,
@@ -282,7 +289,13 @@ def main() -> None:
     parser.add_argument("--head-hidden", type=int, nargs="+", default=[64, 32], help="widths of the head MLP^t")
     parser.add_argument("--roost-mlp-hidden", type=int, default=None,
                         help="gate/message MLP width in ROOST (default: the encoder width)")
+    parser.add_argument("--descriptors", choices=("none", "magpie"), default="none",
+                        help="Magpie statistics merged into C (TrainConfig.descriptors)")
+    parser.add_argument("--init-from", default=None,
+                        help="start g_C from a pretrained encoder (a shipped name or a .pt; TrainConfig.init_from)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--val-per-seed", action="store_true",
+                        help="draw each seed's validation rows from the training fold with its own seed")
     parser.add_argument("--models", nargs="+", default=["rf", "bimodal-aug", "composition"])
     parser.add_argument("--label", default="default", help="a name for this setting, kept with each result")
     parser.add_argument("--save-predictions", type=Path, default=None,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cosnet_core {train,predict,reproduce}`` on plain files, no app, no database.
+"""Command line: ``python -m cosnet_core {train,predict,reproduce,pretrain}`` on plain files, no app, no database.
 
 ``train`` writes into OUTDIR:
 
@@ -87,6 +87,15 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     parser.add_argument("--grad-clip", type=float, default=None, help="maximum gradient norm")
     parser.add_argument("--embedding", default="matscholar200", help="matscholar200, cgcnn92, megnet16 or a JSON path")
+    parser.add_argument(
+        "--descriptors", choices=("none", "magpie"), default=DEFAULTS["descriptors"],
+        help="feed standardised Magpie statistics of the composition next to g_C's output (none = the paper)",
+    )
+    parser.add_argument(
+        "--init-from", default=DEFAULTS["init_from"],
+        help="start g_C from a pretrained encoder: a shipped checkpoint name or a .pt written by 'pretrain' "
+        "('none' = random initialisation, the paper)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -115,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
     predict.add_argument("--device", default="cpu")
 
+    pretrain = commands.add_parser(
+        "pretrain", help="pretrain the composition encoder g_C on large computed tables (for --init-from)"
+    )
+    pretrain.add_argument(
+        "--table", action="append", default=None, metavar="NAME=PATH",
+        help="a task: a CSV(.gz) with formula,target columns (repeat for several tasks; default: the DFT tables "
+        "of ../shared/data/pretraining that the shipped checkpoint used)",
+    )
+    pretrain.add_argument("--max-rows-per-task", type=int, default=None, help="at most this many compositions per task")
+    pretrain.add_argument("--epochs", type=int, default=10)
+    pretrain.add_argument("--batch-size", type=int, default=256)
+    pretrain.add_argument("--lr", type=float, default=2e-3)
+    pretrain.add_argument("--val-fraction", type=float, default=0.05)
+    pretrain.add_argument("--hidden-dim", type=int, default=64, help="must equal the width of the models it initialises")
+    pretrain.add_argument("--embedding", default="matscholar200")
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    pretrain.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    pretrain.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    pretrain.add_argument(
+        "--ship", metavar="NAME", default=None,
+        help="register the checkpoint under NAME in cosnet_core/pretrained/manifest.json (--out must lie there)",
+    )
+    pretrain.add_argument("--quiet", action="store_true", help="no progress messages")
+
     reproduce = commands.add_parser("reproduce", help="the three modes × seeds: Table 1, Table 2 and Figure 2 rows")
     _add_table_arguments(reproduce, with_target=True)
     reproduce.add_argument("--modes", nargs="+", default=["composition", "bimodal-aug", "bimodal"])
@@ -134,7 +168,8 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
         mode=mode, lr=args.lr, weight_decay=args.weight_decay, lr_decay=args.lr_decay, epochs=args.epochs,
         batch_size=args.batch_size, loss=args.loss, grad_clip=args.grad_clip,
         early_stopping_patience=args.patience, device=args.device, embedding=args.embedding,
-        hidden_dim=args.hidden_dim, fusion=args.fusion, weight=args.weight,
+        hidden_dim=args.hidden_dim, fusion=args.fusion, weight=args.weight, descriptors=args.descriptors,
+        init_from=None if args.init_from in (None, "", "none") else args.init_from,
     )
 
 
@@ -424,7 +459,52 @@ def _plot_figure2(summary: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
-COMMANDS = {"train": command_train, "predict": command_predict, "reproduce": command_reproduce}
+def command_pretrain(args: argparse.Namespace) -> int:
+    """``pretrain``: multi-task pretraining of g_C (:mod:`cosnet_core.pretrain`); prints each task's validation MAE."""
+    import torch
+
+    from cosnet_core.pretrain import (
+        DEFAULT_TABLES,
+        PretrainConfig,
+        PretrainError,
+        TaskTable,
+        pretrain,
+        register_shipped,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tables = []
+    for text in args.table or [f"{name}={path}" for name, path in DEFAULT_TABLES.items()]:
+        name, separator, path = text.partition("=")
+        if not separator or not name or not path:
+            raise CliError(f"--table {text!r} must be NAME=PATH")
+        tables.append(TaskTable(name, Path(path)))
+    config = PretrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+        max_rows_per_task=args.max_rows_per_task, seed=args.seed, embedding=args.embedding,
+        hidden_dim=args.hidden_dim, device=args.device,
+    )
+    try:
+        result = pretrain(tables, args.out, config, log=lambda message: _say(message, quiet=args.quiet))
+    except PretrainError as error:
+        raise CliError(str(error)) from error
+    for task in result.tasks:
+        _say(f"{task['name']}: validation MAE {task['val_mae']:.4g} on {task['n_val']} compositions")
+    _say(f"encoder of epoch {result.best_epoch} written to {result.path}")
+    if args.ship:
+        command = "python -m cosnet_core " + " ".join(getattr(args, "argv", ["pretrain"]))
+        try:
+            register_shipped(result, args.ship, tables, command)
+        except PretrainError as error:
+            raise CliError(str(error)) from error
+        _say(f"registered as {args.ship!r} in the manifest of shipped encoders")
+    return 0
+
+
+COMMANDS = {
+    "train": command_train, "predict": command_predict, "reproduce": command_reproduce, "pretrain": command_pretrain,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -442,7 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cosnet_core.structure import StructureError
     from cosnet_core.tabular import TableError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except (CliError, TableError, SplitError, ArtifactError, FormulaError, StructureError, ValueError, OSError) as error:

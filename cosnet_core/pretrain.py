@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -371,6 +372,51 @@ def encoder_config(config: Any, element_dim: int) -> dict[str, Any]:
         "roost_heads": int(config.roost_heads),
         "roost_mlp_hidden": None if config.roost_mlp_hidden is None else int(config.roost_mlp_hidden),
     }
+
+
+def register_shipped(result: PretrainResult, name: str, tables: Sequence[TaskTable], command: str) -> dict[str, Any]:
+    """Add (or replace) a checkpoint in ``cosnet_core/pretrained/manifest.json``.
+
+    The entry records the file and its sha256, every data file with its sha256, the command that rebuilds it and
+    the validation MAE of each task, so that a reader can check what a shipped encoder learned from.
+
+    Args:
+        result: the pretraining result (its checkpoint must lie in ``cosnet_core/pretrained/``).
+        name: the name users pass as ``init_from``.
+        tables: the tables it was trained on.
+        command: the command line that rebuilds it.
+
+    Returns:
+        The manifest entry written.
+    """
+    import datetime
+    import platform
+
+    path = Path(result.path).resolve()
+    if path.parent != PRETRAINED_DIR:
+        raise PretrainError(f"a shipped checkpoint must be written into {PRETRAINED_DIR}, not {path.parent}")
+    checkpoint = load_checkpoint(path)
+    entry = {
+        "name": name,
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "data": [{"task": t.name, "file": f"pretraining/{Path(t.path).name}", "sha256": sha256_of(t.path)}
+                 for t in tables],
+        "command": command,
+        "encoder_config": checkpoint["encoder_config"],
+        "embedding": checkpoint["embedding"],
+        "pretrain_config": checkpoint["pretrain_config"],
+        "best_epoch": result.best_epoch,
+        "validation_mae": {task["name"]: task["val_mae"] for task in result.tasks},
+        "compositions": {task["name"]: {"train": task["n_train"], "val": task["n_val"]} for task in result.tasks},
+        "seconds": round(sum(r["seconds"] for r in result.history)),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, device {checkpoint['pretrain_config']['device']}",
+        "date": datetime.date.today().isoformat(),
+    }
+    manifest = read_manifest()
+    manifest["checkpoints"] = [e for e in manifest["checkpoints"] if e["name"] != name] + [entry]
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry
 
 
 def read_manifest() -> dict[str, Any]:
