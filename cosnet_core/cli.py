@@ -11,7 +11,8 @@
 * ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
 * ``history.csv`` (``seed, epoch, train_loss, val_mae, seconds, lr``) and ``input_errors.csv`` when rows were refused.
 
-``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``.
+``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``: with a folder of seeds (what
+``train`` writes), the prediction is the seeds' ensemble mean and ``prediction_std`` their spread (the uncertainty).
 ``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``), Table 2 (``table2.csv``) and
 Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
 
@@ -381,7 +382,8 @@ def command_predict(args: argparse.Namespace) -> int:
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table[list(PREDICT_COLUMNS)].to_csv(args.out, index=False)
-    _say(f"{len(table)} prediction(s) from {len(ensemble.members)} model(s) written to {args.out}")
+    spread = " (prediction_std is their spread)" if len(ensemble.members) > 1 else " (no spread from one model)"
+    _say(f"{len(table)} prediction(s) from the ensemble of {len(ensemble.members)} model(s){spread} written to {args.out}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,18 +186,31 @@ def study_runs(study_id: int, url: str | None = None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A trained model the Predict page can use: one run's artifact, or all seeds of one mode of a study."""
+    """A trained model the Predict page can use: a study's served model (the ensemble of its seeds for one mode), or
+    one run's artifact.
+
+    Attributes:
+        label: how the picker names it.
+        paths: its artifact files (one per seed).
+        mode: the training mode.
+        served: True for a study's served model (the ensemble of all its seeds), False for a single run.
+    """
 
     label: str
     paths: tuple[str, ...]
     mode: str
+    served: bool = False
 
 
 def model_choices(url: str | None = None, *, username: str | None = None, is_admin: bool = True) -> list[ModelChoice]:
-    """Models trained on datasets the user may see: seed ensembles (one per study and mode) first, then single
-    runs, newest first."""
+    """Models trained on datasets the user may see.
+
+    First the served models of each study, newest study first: per mode, the ensemble of all its succeeded seeds
+    (their mean is the prediction, their spread the uncertainty), the mode with the lowest mean validation MAE first,
+    so a study's default is chosen on validation error, never on test error. Then every single run, newest first.
+    """
     query = (
-        select(Study.id, Study.name, Run.id, Run.mode, Run.seed, ModelArtifact.path)
+        select(Study.id, Study.name, Run.id, Run.mode, Run.seed, Run.best_val_mae, ModelArtifact.path)
         .join(Run, ModelArtifact.run_id == Run.id)
         .join(Study, Run.study_id == Study.id, isouter=True)
         .join(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
@@ -206,16 +220,26 @@ def model_choices(url: str | None = None, *, username: str | None = None, is_adm
     )
     with session_scope(url) as session:
         rows = session.execute(query).all()
-    ensembles: dict[tuple[int, str], list[str]] = {}
+    ensembles: dict[tuple[int, str], list[tuple[str, float | None]]] = {}
     names: dict[int, str] = {}
     singles = []
-    for study_id, study_name, run_id, mode, seed, path in rows:
+    for study_id, study_name, run_id, mode, seed, val_mae, path in rows:
         singles.append(ModelChoice(f"run {run_id}: {mode}, seed {seed}", (path,), mode))
         if study_id is not None:
-            ensembles.setdefault((study_id, mode), []).append(path)
+            ensembles.setdefault((study_id, mode), []).append((path, val_mae))
             names[study_id] = study_name
-    choices = [
-        ModelChoice(f"study {sid} '{names[sid]}': {mode}, ensemble of {len(paths)} seeds", tuple(sorted(paths)), mode)
-        for (sid, mode), paths in ensembles.items() if len(paths) > 1
-    ]
-    return choices + singles
+
+    def validation(members: list[tuple[str, float | None]]) -> float:
+        values = [v for _, v in members if v is not None and math.isfinite(v)]
+        return sum(values) / len(values) if values else math.inf
+
+    served = []
+    for (study_id, mode), members in sorted(ensembles.items(), key=lambda kv: (-kv[0][0], validation(kv[1]))):
+        score = validation(members)
+        seeds = f"ensemble of {len(members)} seeds" if len(members) > 1 else "1 seed"
+        note = f", validation MAE {score:.3g}" if math.isfinite(score) else ""
+        served.append(ModelChoice(
+            f"study {study_id} '{names[study_id]}': {mode}, {seeds}{note}",
+            tuple(sorted(path for path, _ in members)), mode, served=True,
+        ))
+    return served + singles

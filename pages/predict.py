@@ -27,12 +27,18 @@ if not choices:
     st.stop()
 
 labels = {c.label: c for c in choices}
-choice = labels[st.selectbox("Model", list(labels), help="A study's ensemble gives a mean and a spread over seeds.")]
+choice = labels[st.selectbox(
+    "Model", list(labels),
+    help="Each study serves the ensemble of its seeds (listed first; per study, the mode with the lowest validation "
+    "error first); single runs follow.",
+)]
 ensemble = load_models(choice.paths)
 uses_structures = choice.mode != "composition"
 embedding_name = ensemble.members[0].config.embedding
 st.caption(
     f"{len(ensemble.members)} model(s) in {choice.mode} mode. "
+    + ("The prediction is the mean of the seeds and its uncertainty their spread (ensemble std). "
+       if len(ensemble.members) > 1 else "A single model: no spread to estimate its uncertainty. ")
     + ("Structures are used when given." if uses_structures else "This model uses compositions only.")
 )
 

@@ -99,7 +99,8 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     status = main(["predict", "--model", str(out), "--data", str(new), "--formula-col", "formula",
                    "--structure-col", "cif", "--structures", str(folder), "--out", str(predicted_path)])
     assert status == 0
-    assert "line 3 (id row3)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "line 3 (id row3)" in err and "from the ensemble of 2 model(s) (prediction_std is their spread)" in err
     predicted = pd.read_csv(predicted_path)
     assert tuple(predicted.columns) == PREDICT_COLUMNS
     assert predicted["id"].tolist() == ["row2", "row4"]

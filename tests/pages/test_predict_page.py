@@ -105,3 +105,33 @@ def test_batch_with_one_bad_formula_predicts_the_others(trained_study, app_test,
     assert sorted(good["id"]) == ["a", "c", "d"] and good["prediction"].notna().all()
     bad = result.set_index("id").loc["b"]
     assert "Qz3" in bad["composition"] and "formula" in bad["reason"]
+
+
+def test_each_study_serves_its_seed_ensemble_best_mode_by_validation_first(app_env):
+    from db.results import model_choices
+
+    with session_scope() as session:
+        version = DatasetVersion(dataset=Dataset(name="salts"), number=1, target_name="gap")
+        older = Study(name="older", dataset_version=version, modes=["composition", "bimodal-aug"], seeds=[0, 1])
+        newer = Study(name="newer", dataset_version=version, modes=["composition"], seeds=[0])
+        session.add_all([older, newer])
+        session.flush()
+        # composition has the lower test error but the higher validation error: validation decides
+        for study, mode, seed, val_mae in [(older, "composition", 0, 0.5), (older, "composition", 1, 0.7),
+                                           (older, "bimodal-aug", 0, 0.3), (older, "bimodal-aug", 1, 0.4),
+                                           (newer, "composition", 0, 0.9)]:
+            run = Run(study=study, dataset_version_id=version.id, mode=mode, seed=seed, status="succeeded",
+                      best_val_mae=val_mae, test_metrics={"all": {"mae": 0.1 if mode == "composition" else 0.9}})
+            session.add(run)
+            session.flush()
+            session.add(ModelArtifact(run_id=run.id, path=f"/models/{study.name}-{mode}-{seed}.pt", sha256="0" * 64,
+                                      size_bytes=1))
+    choices = model_choices()
+    served = [c for c in choices if c.served]
+    assert [c.label for c in served] == [
+        "study 2 'newer': composition, 1 seed, validation MAE 0.9",
+        "study 1 'older': bimodal-aug, ensemble of 2 seeds, validation MAE 0.35",
+        "study 1 'older': composition, ensemble of 2 seeds, validation MAE 0.6",
+    ]
+    assert served[1].paths == ("/models/older-bimodal-aug-0.pt", "/models/older-bimodal-aug-1.pt")
+    assert choices[: len(served)] == served and len(choices) == len(served) + 5  # then every single run
