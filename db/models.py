@@ -39,6 +39,10 @@ STRUCTURE_SOURCES = ("upload", "materials_project", "library", "dataset")
 MODES = ("composition", "bimodal-aug", "bimodal")
 
 
+# SQLite AUTOINCREMENT: an id is never handed out twice, even after the newest row is deleted (migration 0002).
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (the only clock the schema uses)."""
     return datetime.now(UTC)
@@ -54,6 +58,7 @@ class User(Base):
     """A person who can log in to a hosted instance (built-in account mode or OpenID Connect)."""
 
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(200), unique=True)
@@ -69,6 +74,7 @@ class Dataset(Base):
     """An experimental dataset as the user knows it by name; its content lives in versions."""
 
     __tablename__ = "datasets"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -86,7 +92,7 @@ class DatasetVersion(Base):
     """One immutable import of a dataset: the file, the column mapping, the cleaning options, the rows."""
 
     __tablename__ = "dataset_versions"
-    __table_args__ = (UniqueConstraint("dataset_id", "number"),)
+    __table_args__ = (UniqueConstraint("dataset_id", "number"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
@@ -119,6 +125,7 @@ class Structure(Base):
     """A crystal structure from any source, stored once per content hash."""
 
     __tablename__ = "structures"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(40))  # one of STRUCTURE_SOURCES
@@ -148,6 +155,7 @@ class Entry(Base):
     __table_args__ = (
         Index("ix_entries_version_status", "dataset_version_id", "status"),
         Index("ix_entries_version_composition", "dataset_version_id", "composition"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -185,7 +193,7 @@ class MatchCandidate(Base):
     """A structure proposed for an entry by matching, with its rank and composition distance."""
 
     __tablename__ = "match_candidates"
-    __table_args__ = (UniqueConstraint("entry_id", "structure_id"),)
+    __table_args__ = (UniqueConstraint("entry_id", "structure_id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), index=True)
@@ -205,6 +213,7 @@ class ReviewDecision(Base):
     """One reviewer decision on an entry's structure; decisions are never deleted, only reverted."""
 
     __tablename__ = "review_decisions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), index=True)
@@ -224,6 +233,7 @@ class Job(Base):
     """Long work (a study, a training run, bulk matching) recorded first here, then executed by Ray."""
 
     __tablename__ = "jobs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # train | study | match | tune
@@ -248,6 +258,7 @@ class Study(Base):
     """The paper's protocol on one dataset version: the chosen modes x seeds (optionally after a search)."""
 
     __tablename__ = "studies"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -274,6 +285,7 @@ class Run(Base):
     """One training of one mode with one seed: configuration, device, timings, outcome."""
 
     __tablename__ = "runs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
@@ -317,7 +329,7 @@ class EpochMetric(Base):
     """Per-epoch progress of a run, written as it happens."""
 
     __tablename__ = "epoch_metrics"
-    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+    __table_args__ = (UniqueConstraint("run_id", "epoch"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -335,7 +347,7 @@ class Prediction(Base):
     """A run's prediction for one entry, with the composition weight w_C of eq. (6)."""
 
     __tablename__ = "predictions"
-    __table_args__ = (UniqueConstraint("run_id", "entry_id"),)
+    __table_args__ = (UniqueConstraint("run_id", "entry_id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -355,6 +367,7 @@ class ModelArtifact(Base):
     """A trained model on disk (loadable with ``torch.load(..., weights_only=True)``)."""
 
     __tablename__ = "model_artifacts"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)

@@ -39,12 +39,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from db.access import Actor, require_owner_of
+from db.access import Actor, require_owner_of, visible_datasets
 from db.engine import session_scope
 from db.models import (
+    Dataset,
     DatasetVersion,
     Entry,
     MatchCandidate,
@@ -699,6 +700,45 @@ def library_source(url: str | None) -> StructureLibrary:
     with _library_lock:
         _library_cache[cache_key] = (key, library)
     return library
+
+
+def structures_of_formula(
+    url: str | None, reduced_formula: str, *, username: str | None = None, is_admin: bool = True
+) -> list[dict[str, Any]]:
+    """The stored structures of one reduced formula that a user may use: the lab's library and the Materials
+    Project's for everyone, a structure that came with a dataset (or was attached by a reviewer) only when a
+    dataset the user may see uses it (:func:`db.access.visible_datasets`). Smallest cells first.
+
+    Args:
+        url: database URL.
+        reduced_formula: e.g. ``"NaCl"``.
+        username: the user asking (None: a trusted caller, every structure).
+        is_admin: administrators see every structure.
+
+    Returns:
+        ``[{"id", "external_id", "spacegroup_symbol", "cif"}]``.
+    """
+    used_by_visible = (
+        select(Entry.id)
+        .join(DatasetVersion, Entry.dataset_version_id == DatasetVersion.id)
+        .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+        .where(visible_datasets(username, is_admin))
+    )
+    public = or_(Structure.in_library.is_(True), Structure.source.in_(("materials_project", "library")))
+    visible = or_(
+        public,
+        select(Entry.id).where(Entry.structure_id == Structure.id, Entry.id.in_(used_by_visible)).exists(),
+        select(MatchCandidate.id)
+        .where(MatchCandidate.structure_id == Structure.id, MatchCandidate.entry_id.in_(used_by_visible))
+        .exists(),
+    )
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Structure.id, Structure.external_id, Structure.spacegroup_symbol, Structure.cif)
+            .where(Structure.formula == reduced_formula, visible)
+            .order_by(Structure.nsites, Structure.id)
+        ).all()
+    return [dict(row._mapping) for row in rows]
 
 
 def dataset_source(url: str | None, version_id: int) -> StructureLibrary:

@@ -3,16 +3,14 @@
 import pandas as pd
 import streamlit as st
 from pymatgen.core import Structure as PmgStructure
-from sqlalchemy import select
 
 from cosnet_core.composition import FormulaError, parse_formula
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.ingest import IngestError
 from cosnet_core.structure import StructureError, load_structure
-from db.engine import session_scope
-from db.models import Structure
 from db.results import model_choices
+from db.structures import structures_of_formula
 from ui.predict_view import TableError, batch_result, load_models, predict_in_chunks, read_batch
 from ui.state import database, visibility
 from ui.structure_viewer import structure_viewer
@@ -61,18 +59,16 @@ with single:
                 reduced = parse_formula(formula).reduced_formula
             except FormulaError:
                 reduced = None
-            with session_scope(url) as session:
-                rows = session.execute(
-                    select(Structure.id, Structure.external_id, Structure.spacegroup_symbol, Structure.cif)
-                    .where(Structure.formula == reduced).order_by(Structure.nsites)
-                ).all()
+            # the lab's library and the Materials Project's, plus what came with datasets this user may see
+            rows = structures_of_formula(url, reduced, **visibility()) if reduced else []
             if not rows:
                 st.info(f"The library holds no structure of {reduced or formula}.")
             else:
                 picked = st.selectbox(
-                    "Structure", rows, format_func=lambda r: f"{r.external_id or r.id} ({r.spacegroup_symbol or '?'})"
+                    "Structure", rows,
+                    format_func=lambda r: f"{r['external_id'] or r['id']} ({r['spacegroup_symbol'] or '?'})",
                 )
-                structure = load_structure(picked.cif)
+                structure = load_structure(picked["cif"])
         if structure is not None:
             structure_viewer(structure, key="predict-structure", height=360)
 

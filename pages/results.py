@@ -40,12 +40,13 @@ st.caption(
 
 
 @st.cache_data(show_spinner="Loading predictions…", max_entries=8)
-def _load(study_id: int, n_finished: int, db_url: str) -> tuple[pd.DataFrame, ...]:
+def _load(study_id: int, n_finished: int, db_url: str, owner: str = "", created: object = None) -> tuple[pd.DataFrame, ...]:
+    # keyed on the study's creator and creation time too, never on a bare id
     return (study_predictions(study_id, db_url), study_entries(study_id, db_url), study_epochs(study_id, db_url),
             study_runs(study_id, db_url))
 
 
-predictions, entries, epochs, runs = _load(study_id, finished_runs(study_id, url), url)  # new finished runs show up while the study goes on
+predictions, entries, epochs, runs = _load(study_id, finished_runs(study_id, url), url, study.created_by, study.created_at)  # new finished runs show up while the study goes on
 if predictions.empty:
     st.info("No run of this study has finished yet. Progress is shown on the Training page.")
     st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
