@@ -146,12 +146,12 @@ composition_side = st.columns(2)
 descriptor_choices = list(DESCRIPTOR_LABELS)
 descriptors = composition_side[0].selectbox(
     "Composition descriptors", descriptor_choices,
-    index=descriptor_choices.index(DEFAULTS.get("descriptors") or "none"), format_func=DESCRIPTOR_LABELS.__getitem__,
+    index=descriptor_choices.index(DEFAULTS["descriptors"]), format_func=DESCRIPTOR_LABELS.__getitem__,
     help="Standardised Magpie statistics (22 element properties x 6 statistics) fed to the composition side next to "
     "the learned representation C; w_C keeps its meaning and is exactly 1 for rows without a structure.",
 )
 encoder_choices = ["none", *_shipped_encoders()]
-default_encoder = DEFAULTS.get("init_from") or "none"
+default_encoder = DEFAULTS["init_from"] or "none"
 init_from = composition_side[1].selectbox(
     "Start g_C from a pretrained encoder", encoder_choices,
     index=encoder_choices.index(default_encoder) if default_encoder in encoder_choices else 0,
