@@ -40,6 +40,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cosnet_core.pretrained import (  # noqa: F401 - re-exported: the manifest lives in a torch-free module
+    MANIFEST,
+    PRETRAINED_DIR,
+    PretrainError,
+    read_manifest,
+    resolve_checkpoint,
+    sha256_of,
+    shipped_checkpoints,
+)
+
 ENCODER_FORMAT = "cosnet-encoder-1"
 #: The shared folder's DFT tables, as the shipped checkpoint was built from them (``pretrain`` without ``--table``).
 SHARED_PRETRAINING = Path(__file__).resolve().parents[2] / "shared" / "data" / "pretraining"
@@ -49,14 +59,8 @@ DEFAULT_TABLES: dict[str, Path] = {
     "oqmd_bandgap": SHARED_PRETRAINING / "oqmd_bandgap.csv.gz",
     "oqmd_volume_per_atom": SHARED_PRETRAINING / "oqmd_volume_per_atom.csv.gz",
 }
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-MANIFEST = PRETRAINED_DIR / "manifest.json"
 #: The fields of a RoostEncoder that must match between a checkpoint and the model it initialises.
 ENCODER_FIELDS = ("element_dim", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden")
-
-
-class PretrainError(ValueError):
-    """A pretraining table or checkpoint that cannot be used (the message says which and why)."""
 
 
 @dataclass
@@ -119,15 +123,6 @@ class PretrainResult:
     tasks: list[dict[str, Any]]
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_task(table: TaskTable, *, max_rows: int | None = None, seed: int = 0) -> pd.Series:
@@ -417,34 +412,6 @@ def register_shipped(result: PretrainResult, name: str, tables: Sequence[TaskTab
     manifest["checkpoints"] = [e for e in manifest["checkpoints"] if e["name"] != name] + [entry]
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
     return entry
-
-
-def read_manifest() -> dict[str, Any]:
-    """The shipped checkpoints' manifest (an empty list of checkpoints when none is shipped)."""
-    if not MANIFEST.is_file():
-        return {"checkpoints": []}
-    return json.loads(MANIFEST.read_text())
-
-
-def shipped_checkpoints() -> list[str]:
-    """Names of the checkpoints shipped in ``cosnet_core/pretrained/`` (usable as ``init_from``)."""
-    return [entry["name"] for entry in read_manifest()["checkpoints"]]
-
-
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """The file of a shipped checkpoint name, or the given path.
-
-    Raises:
-        PretrainError: neither a shipped name nor an existing file.
-    """
-    for entry in read_manifest()["checkpoints"]:
-        if entry["name"] == str(name_or_path):
-            return PRETRAINED_DIR / entry["file"]
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    names = ", ".join(shipped_checkpoints()) or "none"
-    raise PretrainError(f"pretrained encoder {str(name_or_path)!r} is neither a shipped checkpoint ({names}) nor a file")
 
 
 def load_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
