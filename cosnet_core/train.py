@@ -9,8 +9,8 @@ Read top to bottom, :func:`fit` does:
 3. set the cell-descriptor normalisation of de-CGCNN from the training rows that have a structure;
 4. train with Adamax (lr 1e-2, weight decay 1e-4), an exponential learning-rate decay (0.99 per epoch), L1 loss,
    optional gradient clipping, for 200 epochs, and keep the weights of the epoch with the lowest validation MAE
-   (the authors' code used weight decay 0.1 and decay 0.96; see :data:`cosnet_core.hparams.DEFAULTS` for why
-   these differ);
+   (the authors' code uses weight decay 0.1, decay 0.96 and the MSE loss; see :data:`cosnet_core.hparams.DEFAULTS`
+   and ``docs/departures.md`` for why these differ);
 5. report every epoch to an optional callback (which may stop the fit) and to an optional checkpoint file from
    which a killed run resumes with identical numbers.
 
@@ -51,9 +51,10 @@ CHECKPOINT_FORMAT = "cosnet-checkpoint-1"
 class TrainConfig:
     """Everything that decides a fit (saved in every artifact).
 
-    Defaults are :data:`cosnet_core.hparams.DEFAULTS` (the authors' choices, DESIGN.md "Reference choices", with
-    weight decay 1e-4 and decay 0.99 from Table 3); ``lr``, ``weight_decay``, ``lr_decay``, ``fusion`` and
-    ``weight`` are the hyper-parameters of Table 3 (:data:`cosnet_core.hparams.SEARCH_SPACE`).
+    Defaults are :data:`cosnet_core.hparams.DEFAULTS` (the authors' choices, with weight decay 1e-4 and decay 0.99
+    from Table 3 and the L1 loss; ``docs/departures.md`` lists every departure); ``lr``, ``weight_decay``,
+    ``lr_decay``, ``fusion`` and ``weight`` are the hyper-parameters of Table 3
+    (:data:`cosnet_core.hparams.SEARCH_SPACE`).
 
     Attributes:
         mode: "composition", "bimodal-aug" or "bimodal".
@@ -62,7 +63,7 @@ class TrainConfig:
         lr_decay: gamma of the exponential learning-rate decay (per epoch).
         epochs: maximum number of epochs.
         batch_size: rows per batch.
-        loss: "l1" (default, as the authors) or "mse", on the normalised target.
+        loss: "l1" (default) or "mse" (the authors' ``train.py``), on the normalised target.
         grad_clip: maximum global gradient norm, or None for no clipping.
         early_stopping_patience: stop after this many epochs without a better validation MAE (None = never).
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
