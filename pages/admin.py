@@ -6,6 +6,7 @@ import streamlit as st
 from db.users import AccountError, create_user, list_users, set_disabled
 from ui.auth import current_user
 from ui.state import database
+from ui.text import md_escape
 
 url = database()
 user = current_user()
@@ -32,9 +33,9 @@ with st.form("new-user", clear_on_submit=True):
         try:
             create_user(name, password, is_admin=admin, url=url)
         except AccountError as error:
-            st.error(str(error))
+            st.error(md_escape(error))
         else:
-            st.success(f"Created {name.strip()}.")
+            st.success(f"Created {md_escape(name.strip())}.")
             st.rerun()
 
 others = [u.username for u in users if u.username != user.username]

@@ -14,6 +14,7 @@ from db.structures import structures_of_formula
 from ui.predict_view import TableError, batch_result, load_models, predict_in_chunks, read_batch
 from ui.state import database, visibility
 from ui.structure_viewer import structure_viewer
+from ui.text import md_escape
 
 url = database()
 st.title("Predict")
@@ -53,7 +54,7 @@ with single:
                 try:
                     structure = load_structure(cif.getvalue().decode("utf-8", errors="replace"))
                 except StructureError as error:
-                    st.error(f"The CIF cannot be used: {error}")
+                    st.error(f"The CIF cannot be used: {md_escape(error)}")
         elif source == "from the structure library" and formula:
             try:
                 reduced = parse_formula(formula).reduced_formula
@@ -62,7 +63,7 @@ with single:
             # the lab's library and the Materials Project's, plus what came with datasets this user may see
             rows = structures_of_formula(url, reduced, **visibility()) if reduced else []
             if not rows:
-                st.info(f"The library holds no structure of {reduced or formula}.")
+                st.info(f"The library holds no structure of {md_escape(reduced or formula)}.")
             else:
                 picked = st.selectbox(
                     "Structure", rows,
@@ -79,7 +80,7 @@ with single:
             if missing:
                 raise FormulaError(formula, f"element(s) {', '.join(missing)} have no vector in {embedding_name}")
         except FormulaError as error:
-            st.error(f"Cannot predict: {error}")
+            st.error(f"Cannot predict: {md_escape(error)}")
         else:
             sample = Sample(id="input", composition=composition, target=None, structure=structure, formula=formula)
             row = ensemble.predict([sample]).iloc[0]
@@ -100,7 +101,7 @@ with batch:
         try:
             header = pd.read_csv(table_file, nrows=0, sep=None, engine="python", encoding="utf-8-sig").columns
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-            st.error(f"The table cannot be read: {error}")
+            st.error(f"The table cannot be read: {md_escape(error)}")
             st.stop()
         columns = list(header)
         formula_col = st.selectbox("Formula column", columns)
@@ -114,7 +115,7 @@ with batch:
                     embedding_name=embedding_name,
                 )
             except (IngestError, TableError) as error:
-                st.error(f"The upload cannot be used: {error}")
+                st.error(f"The upload cannot be used: {md_escape(error)}")
                 st.stop()
             if not samples and errors.empty:
                 st.error("The table has no data rows: add one formula per row below the header.")

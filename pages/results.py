@@ -14,6 +14,7 @@ from ui.results_view import (
     training_curves,
 )
 from ui.state import database, visibility
+from ui.text import md_escape
 
 STUDY_KEY = "results_study_id"
 
@@ -34,8 +35,8 @@ study_id = st.selectbox("Study", ids, index=default, format_func=lambda i: by_id
 st.session_state[STUDY_KEY] = study_id
 study = by_id[study_id]
 st.caption(
-    f"Dataset {study.dataset} v{study.dataset_version} · modes {', '.join(study.modes)} · "
-    f"seeds {', '.join(map(str, study.seeds))} · launched by {study.created_by} · status {study.status}"
+    f"Dataset {md_escape(study.dataset)} v{study.dataset_version} · modes {', '.join(study.modes)} · "
+    f"seeds {', '.join(map(str, study.seeds))} · launched by {md_escape(study.created_by)} · status {study.status}"
 )
 
 

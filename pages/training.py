@@ -17,6 +17,7 @@ from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
 from ui.auth import current_actor
 from ui.state import active_version_id, database
+from ui.text import md_escape
 
 MODE_LABELS = {
     "composition": "Composition only",
@@ -228,7 +229,7 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
     try:
         job_id = jobs.submit("study", payload, created_by=_who(), actor=current_actor())
     except (ValueError, AccessDenied) as error:
-        st.error(f"The study was not launched: {error}")
+        st.error(f"The study was not launched: {md_escape(error)}")
     else:
         jobs.ensure_executor()
         st.success(f"Study queued (job {job_id}). It appears below and starts within a few seconds.")
@@ -291,13 +292,13 @@ def _study_card(study: dict, target_unit: str) -> None:
     status = study["job_status"] or study["status"]
     with st.container(border=True):
         st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
-        st.caption(study["name"])
+        st.caption(md_escape(study["name"]))
         st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
         if status in store.ACTIVE and st.button("Cancel study", key=f"cancel-{study['job_id']}"):
             jobs.cancel(study["job_id"], actor=current_actor())  # the data layer refuses other users' studies
             st.toast(f"Cancelling study {study['id']}: running runs stop after their current epoch.")
         if study["error"]:
-            st.error(f"The study failed: {study['error']}")
+            st.error(f"The study failed: {md_escape(study['error'])}")
         runs = store.runs_of_study(url, study["id"])
         if runs:
             table = pd.DataFrame(

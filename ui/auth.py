@@ -23,6 +23,7 @@ import streamlit as st
 
 from db.access import Actor
 from db.users import authenticate, bootstrap_admin_from_environment
+from ui.text import md_escape
 
 AUTH_ENV = "COSNET_AUTH"
 AUTH_MODES = ("none", "accounts", "oidc")
@@ -127,7 +128,7 @@ def sidebar_identity(user: CurrentUser) -> None:
     if user.mode == "none":
         st.sidebar.caption("Single-user mode on this computer: no login is configured.")
         return
-    st.sidebar.caption(f"Logged in as {user.username}{' (administrator)' if user.is_admin else ''}.")
+    st.sidebar.caption(f"Logged in as {md_escape(user.username)}{' (administrator)' if user.is_admin else ''}.")
     if st.sidebar.button("Log out"):
         logout()
         st.rerun()

@@ -53,6 +53,7 @@ from db.datasets import (
 )
 from ui.auth import LOGOUT_COUNT_KEY, current_actor, current_username
 from ui.state import active_version_id, set_active_version, visibility
+from ui.text import md_escape, md_quote
 
 # st.session_state keys owned by this page.
 TABLE_KEY = "datasets_upload_table"  # {"name", "data", "sha256", "file_id"} of the uploaded table
@@ -415,19 +416,22 @@ def _preview(result: IngestResult, uploaded: UploadedStructures) -> None:
         "(CIF or Materials Project id)."
     )
     if s.n_duplicate_compositions:
-        unit = f" {s.unit}" if s.unit else ""
+        unit = f" {md_escape(s.unit)}" if s.unit else ""
         st.write(
             f"{s.n_duplicate_compositions} compositions appear in several usable rows; "
             f"{s.n_conflicting_compositions} of them disagree (mean spread {s.mean_spread:.3g}{unit}, "
             f"largest {s.max_spread:.3g}{unit}). The duplicates option above decides what is kept."
         )
     for warning in result.warnings:
-        st.warning(warning)
+        st.warning(md_escape(warning))
     rows = result.rows
     for member, reason in sorted(uploaded.errors.items()):
         numbers = [int(n) for n in rows.index[rows["cif_member"] == member]]
         where = ", ".join(f"row {n}" for n in numbers)
-        st.warning(f"{where.capitalize()}: the CIF {member!r} cannot be read ({reason}); kept composition-only.")
+        st.warning(
+            f"{where.capitalize()}: the CIF {md_quote(member)} cannot be read ({md_escape(reason)}); "
+            "kept composition-only."
+        )
     unused = result.rejected
     if len(unused):
         st.markdown(f"**{len(unused)} rows will not be used**, each with its reason:")
@@ -501,7 +505,7 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         return
     name, data = table["name"], table["data"]
     if table_file is None:
-        st.caption(f"Working on {name!r}, uploaded earlier.")
+        st.caption(f"Working on {md_quote(name)}, uploaded earlier.")
     if st.button("Discard this upload", key=f"discard_{round_}"):
         _forget_upload()
         st.rerun()
@@ -524,7 +528,7 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         )
         raw = _read(data, name, sheet, has_header, limit_key)
     except IngestError as error:
-        st.error(f"Cannot read {name!r}: {error}")
+        st.error(f"Cannot read {md_quote(name)}: {md_escape(error)}")
         return
     st.caption(
         f"{raw.n_rows} data rows, {len(raw.columns)} columns"
@@ -532,14 +536,14 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         + (f", encoding {raw.encoding}" if raw.encoding != "xlsx" else "")
     )
     for warning in raw.warnings:
-        st.warning(warning)
+        st.warning(md_escape(warning))
     st.dataframe(raw.frame.head(10), width="stretch")
 
     reclean = st.session_state.get(RECLEAN_KEY) or {}
     preset = reclean.get("settings") or {}
     if reclean:
         st.info(
-            f"Re-cleaning the file {name!r} of a stored version: change the mapping or the options below; "
+            f"Re-cleaning the file {md_quote(name)} of a stored version: change the mapping or the options below; "
             "the import makes a new version, the old one stays as it is."
         )
     token = f"{table['sha256'][:12]}_{sheet or ''}_{'reclean' if reclean else 'new'}"
@@ -551,13 +555,13 @@ def upload_section(url: str, limits: IngestLimits) -> None:
         try:
             cifs = _unzip(archive["data"], limit_key)
         except IngestError as error:
-            st.error(f"Cannot use the zip {archive['name']!r}: {error}")
+            st.error(f"Cannot use the zip {md_quote(archive['name'])}: {md_escape(error)}")
             return
-        st.caption(f"The zip {archive['name']!r} holds {len(cifs)} CIF file(s).")
+        st.caption(f"The zip {md_quote(archive['name'])} holds {len(cifs)} CIF file(s).")
     try:
         result = _clean(raw, _mapping_dict(mapping), _options_dict(options), cifs)
     except IngestError as error:
-        st.error(f"Cannot clean {name!r}: {error}")
+        st.error(f"Cannot clean {md_quote(name)}: {md_escape(error)}")
         return
     members = tuple(sorted({m for m in result.rows["cif_member"] if isinstance(m, str)}))
     uploaded = _parse_cifs(cifs, members) if cifs and members else UploadedStructures()
@@ -582,13 +586,13 @@ def upload_section(url: str, limits: IngestLimits) -> None:
                 created_by=current_user(), settings=settings, actor=current_actor(),
             )
     except (DatasetStoreError, AccessDenied) as error:
-        st.error(f"Nothing was imported: {error}")
+        st.error(f"Nothing was imported: {md_escape(error)}")
         return
     save_upload(data, table["sha256"])  # kept for re-cleaning later
     if archive is not None:
         save_upload(archive["data"], archive["sha256"])
     set_active_version(stored.version_id)
-    st.session_state[FLASH_KEY] = f"Imported {name!r} as version {stored.number}."
+    st.session_state[FLASH_KEY] = f"Imported {md_quote(name)} as version {stored.number}."
     _forget_upload()
     st.rerun()
 
@@ -648,11 +652,11 @@ def render_summary(url: str, version: VersionInfo) -> None:
         version: the version to summarise.
     """
     s = version.summary
-    st.subheader(f"Summary of {version.dataset_name} · v{version.number}")
+    st.subheader(f"Summary of {md_escape(version.dataset_name)} · v{version.number}")
     st.caption(
-        f"Imported from {version.source_filename!r} by {version.created_by} on "
-        f"{version.created_at:%Y-%m-%d %H:%M}; target column {version.target_name!r}"
-        + (f", unit {version.target_unit}" if version.target_unit else "")
+        f"Imported from {md_quote(version.source_filename)} by {md_escape(version.created_by)} on "
+        f"{version.created_at:%Y-%m-%d %H:%M}; target column {md_quote(version.target_name)}"
+        + (f", unit {md_escape(version.target_unit)}" if version.target_unit else "")
         + (", stored as log10" if version.target_transform == "log10" else "")
         + "."
     )
@@ -727,7 +731,7 @@ def render_delete(url: str, version: VersionInfo) -> None:
         ["version", "dataset"],
         format_func={
             "version": f"only version {version.number}",
-            "dataset": f"the whole dataset {version.dataset_name!r} (all its versions)",
+            "dataset": f"the whole dataset {md_quote(version.dataset_name)} (all its versions)",
         }.__getitem__,
         key=f"delete_scope_{version.id}",
         horizontal=True,
@@ -740,18 +744,18 @@ def render_delete(url: str, version: VersionInfo) -> None:
         "I understand; delete it", key=f"delete_confirm_{version.id}_{scope}"
     )
     if confirmed:
-        st.warning(found.describe() + " This cannot be undone.")
+        st.warning(md_escape(found.describe()) + " This cannot be undone.")
     if not st.button("Delete permanently", disabled=not confirmed, key=f"delete_button_{version.id}_{scope}"):
         return
     try:
         if scope == "version":
             delete_version(url, version.id, actor=current_actor())
-            what = f"version {version.number} of {version.dataset_name!r}"
+            what = f"version {version.number} of {md_quote(version.dataset_name)}"
         else:
             delete_dataset(url, version.dataset_id, actor=current_actor())
-            what = f"the dataset {version.dataset_name!r}"
+            what = f"the dataset {md_quote(version.dataset_name)}"
     except (DatasetStoreError, AccessDenied) as error:
-        st.error(f"Nothing was deleted: {error}")
+        st.error(f"Nothing was deleted: {md_escape(error)}")
         return
     if active_version_id() is not None:
         set_active_version(None)
@@ -783,7 +787,7 @@ def versions_section(url: str) -> None:
     dataset = next(d for d in datasets if d.id == versions[chosen].dataset_id)
     if not may_change(dataset.owner):
         st.caption(
-            f"This dataset belongs to {dataset.owner} and is shared with the lab: you can read it; only its owner "
+            f"This dataset belongs to {md_escape(dataset.owner)} and is shared with the lab: you can read it; only its owner "
             "or an administrator can change, share or delete it, review its structures or train on it."
         )
         return
@@ -811,9 +815,9 @@ def render_sharing(url: str, dataset: DatasetInfo) -> None:
     try:
         set_shared(url, dataset.id, new_state, actor=current_actor())
     except AccessDenied as error:
-        st.error(f"Nothing was changed: {error}")
+        st.error(f"Nothing was changed: {md_escape(error)}")
         return
-    st.session_state[FLASH_KEY] = f"The dataset {dataset.name!r} {done}."
+    st.session_state[FLASH_KEY] = f"The dataset {md_quote(dataset.name)} {done}."
     st.rerun()
 
 

@@ -19,6 +19,7 @@ import streamlit as st
 from db import structures as store
 from db.access import AccessDenied
 from ui.auth import current_actor
+from ui.text import md_escape
 
 FLASH_KEY = "structures_flash"
 MP_KEY_INPUT = "structures_mp_key"
@@ -70,10 +71,10 @@ def _guarded(action, success: str | None = None):
     try:
         result = action()
     except (store.StructureStoreError, ValueError, AccessDenied) as error:
-        _flash("error", f"Refused: {error}. Nothing was changed.")
+        _flash("error", f"Refused: {md_escape(error)}. Nothing was changed.")
         return None
-    if success:
-        _flash("success", success.format(result=result))
+    if success:  # user text in it is escaped by the caller; str.format would choke on braces in it
+        _flash("success", success.replace("{result}", str(result)))
     return result
 
 
@@ -143,7 +144,7 @@ def _import_library(url: str) -> None:
         return
     report = _guarded(lambda: store.import_library(url, uploads, created_by=reviewer()))
     if report is not None:
-        _flash("success", report.summary())
+        _flash("success", md_escape(report.summary()))
 
 
 def _submit_library_import(url: str, uploads: list[tuple[str, bytes]]) -> None:
@@ -221,9 +222,9 @@ def sources_panel(url: str) -> None:
         if job and job["status"] in ("queued", "running"):
             _library_job_progress(url)
         elif job and job["status"] == "failed":
-            st.error(f"Library import job {job['job_id']} was refused: {job['error']}. The library is unchanged.")
+            st.error(f"Library import job {job['job_id']} was refused: {md_escape(job['error'])}. The library is unchanged.")
         elif job and job["status"] == "succeeded":
-            st.caption(f"Last library import (job {job['job_id']}): {job['message']}")
+            st.caption(f"Last library import (job {job['job_id']}): {md_escape(job['message'])}")
 
 
 # ------------------------------------------------------------------------------------------------------- matching
@@ -288,7 +289,7 @@ def matching_panel(url: str, version_id: int) -> None:
             st.caption(f"Last matching: {summary['n_entries']} rows ({states}); sources: "
                        f"{', '.join(summary['sources']) or 'none'}.")
             for note in summary.get("notes") or []:
-                st.caption(f"Note: {note}")
+                st.caption(f"Note: {md_escape(note)}")
     with right:
         st.selectbox("Bulk accept rule", list(store.BULK_RULES), format_func=store.BULK_RULES.__getitem__,
                      key=BULK_RULE_KEY)
@@ -297,7 +298,7 @@ def matching_panel(url: str, version_id: int) -> None:
     if job and job["status"] in ("queued", "running"):
         _job_progress(url, version_id)
     elif job and job["status"] == "failed":
-        st.error(f"Matching job {job['job_id']} failed: {job['error']}")
+        st.error(f"Matching job {job['job_id']} failed: {md_escape(job['error'])}")
 
 
 @st.fragment(run_every="2s")
@@ -349,7 +350,7 @@ def review_list(url: str, version_id: int) -> int | None:
 
 def _accept(url: str, candidate_id: int, what: str = "the structure") -> None:
     _guarded(lambda: store.accept_candidate(url, candidate_id, reviewer=reviewer(), actor=current_actor()),
-             success=f"Accepted {what} (decision {{result}}); it is in the decision history below.")
+             success=f"Accepted {md_escape(what)} (decision {{result}}); it is in the decision history below.")
 
 
 def detail_label(detail: dict) -> str:
@@ -373,7 +374,7 @@ def _attach(url: str, entry_id: int) -> None:
         _flash("warning", "Choose a CIF file to attach first.")
         return
     _guarded(lambda: store.attach_structure(url, entry_id, upload.name, upload.getvalue(), reviewer=reviewer(), actor=current_actor()),
-             success=f"Attached {upload.name} and accepted it (decision {{result}}).")
+             success=f"Attached {md_escape(upload.name)} and accepted it (decision {{result}}).")
 
 
 def _revert(url: str) -> None:
@@ -396,10 +397,10 @@ def _search_materials_project(url: str, version_id: int, entry_id: int) -> None:
         sources = [store.library_source(url), store.dataset_source(url, version_id), source]
         result = match_composition(detail["composition"] or detail["formula"], sources)
     except SourceUnavailable as error:
-        _flash("error", f"The Materials Project is unavailable: {error.reason}. Nothing was changed.")
+        _flash("error", f"The Materials Project is unavailable: {md_escape(error.reason)}. Nothing was changed.")
         return
     except MatchingError as error:
-        _flash("error", f"Refused: {error}. Nothing was changed.")
+        _flash("error", f"Refused: {md_escape(error)}. Nothing was changed.")
         return
     stored = _guarded(lambda: store.store_match_results(url, [(entry_id, result)], auto_accept_rule="never",
                                                         reviewer=reviewer(), include_reviewed=True,
@@ -436,14 +437,15 @@ def _show_structure(url: str, structure_id: int, key: str) -> None:
 def entry_panel(url: str, version_id: int, entry_id: int) -> None:
     """One entry: its candidates with their properties, a 3D view, and the review buttons."""
     detail = store.entry_detail(url, entry_id)
-    st.subheader(f"Row {detail['row']}: {detail['formula']}")
-    st.caption(f"Normalised composition {detail['composition'] or '—'} · state: {detail['state'].replace('_', ' ')}")
+    st.subheader(f"Row {detail['row']}: {md_escape(detail['formula'])}")
+    st.caption(f"Normalised composition {md_escape(detail['composition'] or '—')} · state: "
+               f"{detail['state'].replace('_', ' ')}")
     if detail["match_error"]:
-        st.warning(f"This formula could not be matched: {detail['match_error']}")
+        st.warning(f"This formula could not be matched: {md_escape(detail['match_error'])}")
     if detail["accepted_structure"]:
         accepted = detail["accepted_structure"]
-        st.caption(f"Accepted structure: {accepted['source']}:{accepted['external_id']} ({accepted['formula']}, "
-                   f"{accepted['nsites']} sites)")
+        st.caption(f"Accepted structure: {md_escape(accepted['source'])}:{md_escape(accepted['external_id'])} "
+                   f"({md_escape(accepted['formula'])}, {accepted['nsites']} sites)")
     candidates = detail["candidates"]
     left, right = st.columns([3, 2])
     with left:

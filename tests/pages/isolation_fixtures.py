@@ -7,6 +7,7 @@ from cosnet_core.ingest import CleaningOptions, ColumnMapping, clean_table, read
 from db import datasets as store
 from db.access import Actor
 from db.users import create_user
+from ui.text import md_escape
 
 PASSWORD = "a-long-enough-password"
 ALICE, BOB, ADMIN = Actor("alice"), Actor("bob"), Actor("root", is_admin=True)
@@ -29,7 +30,7 @@ def login(app_test, username: str, page: str | None = None):
     at.button[0].click()
     at.run()
     assert not at.exception, at.exception
-    assert any(f"Logged in as {username}" in c.value for c in at.sidebar.caption)
+    assert any(f"Logged in as {md_escape(username)}" in c.value for c in at.sidebar.caption)
     if page and page != "pages/datasets.py":  # Datasets is the default page (AppTest drops the sidebar after
         at.switch_page(page)                   # switch_page, so tests that read the sidebar stay on it)
         at.run()
