@@ -5,7 +5,9 @@ Graph
     ``x_i = sum_e occ_i(e) * v(e)`` over the site's ``species`` (never ``site.specie``), so a Li0.5Na0.5 site gets
     the mean of the Li and Na vectors. *Vacancies*: when the occupancies of a site sum to less than 1, the missing
     part is a vacancy whose vector is zero, so a half-empty Li site gets ``0.5 * v(Li)``; the vector's length then
-    carries the occupancy and its direction the chemistry. Edges come from ``Structure.get_neighbor_list(r=8 Å)``:
+    carries the occupancy and its direction the chemistry (the COSNet authors' code divides by the site's total
+    occupancy instead, so that site gets ``v(Li)``: ``docs/departures.md``). Edges come from
+    ``Structure.get_neighbor_list(r=8 Å)``:
     each site keeps its 12 nearest neighbours **plus any neighbour tied with the 12th within 1e-3 Å**, so the graph
     does not depend on site order (a supercell or a permuted copy gives the same edges per site). A site with no
     neighbour inside the cutoff gets one self-loop at distance = cutoff, so it keeps its own features and still

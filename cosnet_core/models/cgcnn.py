@@ -8,6 +8,12 @@ enhanced). One convolution, with z_ij = h_i ⊕ h_j ⊕ e_ij over the neighbours
 
 Readout:  S = MLP_out(mean_i(h_i) ⊕ (cell - cell_mean) / cell_std).
 Mean pooling (not sum) keeps S the same for a cell and its supercells.
+
+The COSNet authors' code (shenggong1996/COSNet @ 2c472c7, ``model/cgcnn.py`` and ``model/data.py``) instead
+concatenates 8 raw, unnormalised cell features (a, b, c, α, β, γ of pymatgen's primitive cell, the crystal system
+as an integer 1–7, the space-group number) to softplus(mean_i(h_i)), followed by one Linear and a softplus; the cell
+descriptors here are more (:data:`cosnet_core.structure.CELL_DESCRIPTOR_NAMES`) and normalised. See
+``docs/departures.md``.
 """
 
 from __future__ import annotations

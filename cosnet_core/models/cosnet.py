@@ -23,6 +23,9 @@ The weights are scalars ([B]) or vectors of C's width ([B, h]) (``weight`` = "sc
 Rows without a structure never run g_S or MLP_S^w: S and w'_S are exact zeros there, so w_C = w'_C / w'_C = 1
 exactly and M = C exactly. A constant 1e-6 is added to w'_C so that it can never underflow to zero (0/0).
 Composition-only learning is this network with p_S = 0 for every row.
+
+Where this differs from the paper or from the authors' published code (shenggong1996/COSNet @ 2c472c7: the head, the
+ROOST MLPs, the cell descriptors, the vacancy encoding, …): ``docs/departures.md``.
 """
 
 from __future__ import annotations
@@ -51,13 +54,17 @@ class CosNetConfig:
         roost_layers: message-passing layers of g_C.
         roost_heads: attention heads of g_C.
         roost_mlp_hidden: hidden width of the attention-gate and message MLPs inside g_C; None (the default) means
-            ``hidden_dim``, as in the COSNet authors' code (ROOST's own open-source default is 256).
+            ``hidden_dim``. The COSNet authors' code uses 128 (``elem_gate``/``elem_msg``/``cry_gate``/``cry_msg``
+            = [128] in their ``train.py``) with BatchNorm + SiLU; ROOST's own open-source default is 256.
         cgcnn_layers: convolutions of g_S.
         edge_dim: Gaussians per edge.
         cell_dim: number of cell descriptors.
         fusion: "sum" or "concat" (eq. (3)).
         weight: "scalar" or "vector" modality weights.
-        head_hidden: hidden widths of MLP^t (eq. (10)).
+        head_hidden: hidden widths of MLP^t (eq. (10)): one Linear → BatchNorm → SiLU block per width, then a
+            Linear. The authors' head is larger: an update block (M → [64] → 64), a residual network
+            (64 → [64, 32] → 1, BatchNorm + SiLU, a linear skip per block) and a final ReLU (``model/model.py``,
+            ``model/roost.py``); see ``docs/departures.md``.
         weight_hidden: hidden widths of MLP_C^w and MLP_S^w (eqs. (4), (5)).
         descriptor_dim: number of composition descriptors fed next to g_C's output (0 = none, the paper).
     """

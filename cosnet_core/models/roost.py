@@ -11,6 +11,11 @@ updates the nodes by weighted soft attention over the other elements, with sever
 The readout pools the nodes of each composition the same way (attention weighted by w_i^{p_k}, heads averaged),
 giving C = g_C(c) of width ``hidden_dim``. ``w^p exp(e)`` is computed as ``softmax(e + p log w)``, which is the
 same number and numerically stable.
+
+f_k and g_k are Linear → SiLU → Linear with ``mlp_hidden`` (default ``hidden_dim``) hidden units. The COSNet authors'
+code (shenggong1996/COSNet @ 2c472c7, ``model/roost.py`` with the widths of ``train.py``) uses 128 hidden units with
+BatchNorm before the SiLU, and starts each power p_k from a random normal draw (here from 1); see
+``docs/departures.md``.
 """
 
 from __future__ import annotations

@@ -236,7 +236,7 @@ def test_roost_mlp_width_sets_every_gate_and_message_mlp_and_old_configs_still_l
     batch, _ = _batch(mixed_samples, embedding)
     with torch.no_grad():
         assert encoder(batch.composition).shape == (len(mixed_samples), HIDDEN)
-    # by default the MLPs are as wide as the encoder (the authors' choice), whatever h is
+    # by default the MLPs are as wide as the encoder, whatever h is (the authors' code uses 128: docs/departures.md)
     narrow = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN))
     assert {mlp[0].out_features for mlp in narrow.composition_encoder.layers[0].gates} == {HIDDEN}
     # an artifact written before the option existed has no such key: same shapes, its weights load
