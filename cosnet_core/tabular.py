@@ -108,6 +108,35 @@ def parse_target(text: str, transform: TargetTransform = "none") -> float:
     return value
 
 
+def structure_file_in(folder: Path, name: str) -> Path:
+    """The file ``name`` (or ``name.cif``) inside ``folder``, refusing any path that leads out of it.
+
+    The name comes from a table cell, so ``../../etc/x.cif``, an absolute path or a symbolic link pointing
+    elsewhere must never reach a file outside the folder. Messages name the cell's value, never a server path.
+
+    Args:
+        folder: the structures folder.
+        name: the cell's value.
+
+    Returns:
+        The resolved path of an existing file inside the folder.
+
+    Raises:
+        StructureError: the name leads outside the folder, or no such file is in it.
+    """
+    from cosnet_core.structure import StructureError
+
+    root = folder.resolve()
+    for candidate in (name, f"{name}.cif"):
+        file = (root / candidate).resolve()
+        if not file.is_relative_to(root) or file == root:
+            raise StructureError(name, "is not a file name inside the structures folder (paths leading out of it "
+                                       "are refused)")
+        if file.is_file():
+            return file
+    raise StructureError(name, "no such file in the structures folder")
+
+
 def read_table(
     path: str | Path,
     *,
@@ -193,13 +222,8 @@ def read_table(
             assert folder is not None
             name = str(record[structure_col]).strip()
             if name not in structures:
-                file = folder / name
-                if not file.is_file() and (folder / f"{name}.cif").is_file():
-                    file = folder / f"{name}.cif"
                 try:
-                    if not file.is_file():
-                        raise StructureError(name, f"no such file in {folder}")
-                    structures[name] = load_structure(file)
+                    structures[name] = load_structure(structure_file_in(folder, name))
                 except StructureError as error:
                     structures[name] = error
             loaded = structures[name]
