@@ -2,10 +2,13 @@
 
 ``train`` writes into OUTDIR:
 
-* ``metrics.json``: ``{"mode", "seeds", "split", "epochs", "test": {"all"|"without_structure"|"with_structure":
-  {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean", "r2_std", "n"}}, "baselines": {"mean"|"rf_magpie":
-  {the same subsets and keys}}, "alignment_r2", "alignment_r2_std", "train_config", "per_seed": [...]}``; the
-  baselines (:mod:`cosnet_core.baselines`) are fitted on each seed's training rows and scored on its test rows;
+* ``metrics.json``: ``{"mode", "seeds", "split", "seed_protocol", "seed_protocol_text", "split_seed", "epochs",
+  "test": {"all"|"without_structure"|"with_structure": {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
+  "r2_std", "n"}}, "baselines": {"mean"|"rf_magpie": {the same subsets and keys}}, "alignment_r2",
+  "alignment_r2_std", "train_config", "per_seed": [...]}``; the baselines (:mod:`cosnet_core.baselines`) are
+  fitted on each seed's training rows and scored on its test rows; ``seed_protocol`` says what the seeds share
+  (``--seed-protocol``, :func:`cosnet_core.splits.split_for_seed`): ``fixed-test`` (default: one test split drawn
+  with ``--split-seed``, validation rows drawn per seed) or ``resplit`` (the whole split drawn per seed);
 * ``predictions.csv``: ``id, composition, split, seed, target, prediction, has_structure, w_c`` for every row and seed;
 * ``baseline_predictions.csv``: ``id, seed, baseline, target, prediction, has_structure`` for every test row;
 * ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
@@ -74,6 +77,12 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="random 60/20/20 as in the paper, or grouped by composition; default: grouped when compositions "
         "repeat in the table, else random (the choice and its reason are printed)",
     )
+    parser.add_argument(
+        "--seed-protocol", choices=("fixed-test", "resplit"), default="fixed-test",
+        help="fixed-test: the test rows are drawn once (--split-seed) and each seed draws its own validation rows "
+        "from the rest, so the seeds can be averaged on the same test rows; resplit: each seed draws its whole split",
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the test rows under --seed-protocol fixed-test")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rows for test")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
@@ -207,13 +216,15 @@ def _choose_split(samples: list, args: argparse.Namespace) -> None:
 
 
 def _split(samples: list, args: argparse.Namespace, seed: int) -> Any:
-    from cosnet_core.splits import split_samples
+    """The split of one seed (:func:`cosnet_core.splits.split_for_seed`, the definition the app's jobs use too)."""
+    from cosnet_core.splits import split_for_seed
 
-    test = args.test_fraction
-    val = args.val_fraction
-    if args.split_col:
-        return split_samples(samples, "column", seed=seed, val_fraction=val / max(1 - test, 1e-9))
-    return split_samples(samples, args.split, seed=seed, fractions=(1 - val - test, val, test))
+    test, val = args.test_fraction, args.val_fraction
+    fractions = (round(1.0 - val - test, 12), val, test)
+    method = "column" if args.split_col else args.split
+    return split_for_seed(
+        samples, method, split_seed=args.split_seed, seed=seed, fractions=fractions, protocol=args.seed_protocol
+    )
 
 
 def run_training(
@@ -243,6 +254,7 @@ def run_training(
         summarize_over_seeds,
         volume_per_atom,
     )
+    from cosnet_core.splits import SEED_PROTOCOL_TEXT
     from cosnet_core.train import fit
 
     out.mkdir(parents=True, exist_ok=True)
@@ -314,6 +326,9 @@ def run_training(
         "mode": mode,
         "seeds": list(args.seeds),
         "split": "column" if args.split_col else args.split,
+        "seed_protocol": args.seed_protocol,
+        "seed_protocol_text": SEED_PROTOCOL_TEXT[args.seed_protocol],
+        "split_seed": args.split_seed if args.seed_protocol == "fixed-test" else None,
         "epochs": args.epochs,
         "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
         "baselines": summarize_baselines(baseline_runs),

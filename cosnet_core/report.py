@@ -130,6 +130,23 @@ class Table1:
         return found
 
 
+def seed_protocol_text(protocol: str | None) -> str:
+    """One line saying what the seeds of a study share (:func:`cosnet_core.splits.split_for_seed`).
+
+    Args:
+        protocol: ``"fixed-test"``, ``"resplit"``, or None for a study launched before the choice existed (its
+            seeds shared one whole split).
+
+    Returns:
+        A sentence ending with a full stop.
+    """
+    from cosnet_core.splits import SEED_PROTOCOL_TEXT
+
+    if protocol in SEED_PROTOCOL_TEXT:
+        return SEED_PROTOCOL_TEXT[protocol] + "."
+    return "Seeds share one split (the same training, validation and test rows): the study predates the choice."
+
+
 def _label(mode: str) -> str:
     from cosnet_core.baselines import BASELINE_LABELS
 

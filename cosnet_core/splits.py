@@ -15,7 +15,16 @@ import numpy as np
 from pymatgen.core import Composition
 
 SplitMethod = Literal["random", "grouped", "column"]
+SeedProtocol = Literal["fixed-test", "resplit"]
 PAPER_FRACTIONS = (0.6, 0.2, 0.2)
+#: What the seeds of a study share (see :func:`split_for_seed`); the first is the default everywhere.
+SEED_PROTOCOLS = ("fixed-test", "resplit")
+DEFAULT_SEED_PROTOCOL: SeedProtocol = "fixed-test"
+#: One line per protocol for reports (the Results page, the command line).
+SEED_PROTOCOL_TEXT = {
+    "fixed-test": "Seeds share one test split; each seed draws its own validation rows",
+    "resplit": "Each seed draws its own split (training, validation and test rows)",
+}
 
 _LABELS = {
     "train": "train",
@@ -256,6 +265,61 @@ def split_samples(
     if method == "column":
         return column_split(samples, val_fraction=val_fraction, seed=seed)
     raise SplitError(f"unknown split method {method!r} (use random, grouped or column)")
+
+
+def split_for_seed(
+    samples: Sequence[S],
+    method: SplitMethod = "random",
+    *,
+    split_seed: int = 0,
+    seed: int = 0,
+    fractions: Sequence[float] = PAPER_FRACTIONS,
+    protocol: SeedProtocol = DEFAULT_SEED_PROTOCOL,
+) -> Split:
+    """The split one seed of a study trains on: the one definition used by the command line and the app's jobs.
+
+    * ``"fixed-test"`` (default): the test rows are drawn once, with ``split_seed`` (the same for every seed); each
+      seed then draws its validation rows from the remaining rows with its own ``seed`` (grouped by composition when
+      ``method`` is ``"grouped"``), the rest being its training rows. Every seed is scored on the same test rows, so
+      their predictions can be averaged (the served seed ensemble), and the ensemble has seen every non-test row.
+    * ``"resplit"``: the whole split is drawn with ``seed`` (train, validation and test differ per seed;
+      ``split_seed`` is not used). The mean ± std over seeds then also covers the choice of test rows.
+
+    A ``"column"`` split keeps the user's labelled test rows under both protocols, and its labelled validation rows
+    when there are any; otherwise each seed carves its validation rows from the labelled training rows (grouped by
+    composition) with its ``seed``, ``fractions[1] / (fractions[0] + fractions[1])`` of them.
+
+    Args:
+        samples: the rows.
+        method: "random", "grouped" or "column".
+        split_seed: seed of the test rows under ``"fixed-test"``.
+        seed: the run's seed (its validation rows; its whole split under ``"resplit"``).
+        fractions: train, validation and test shares of all rows (sum 1).
+        protocol: ``"fixed-test"`` or ``"resplit"``.
+
+    Returns:
+        A :class:`Split`; each part keeps the input order.
+
+    Raises:
+        SplitError: an unknown method or protocol, bad fractions, or too few rows or compositions.
+    """
+    if protocol not in SEED_PROTOCOLS:
+        raise SplitError(f"unknown seed protocol {protocol!r} (use {' or '.join(SEED_PROTOCOLS)})")
+    f_train, f_val, _ = _check_fractions(fractions)
+    if method == "column":
+        if f_train + f_val <= 0:
+            raise SplitError(f"split fractions leave no training rows: {tuple(fractions)}")
+        return column_split(samples, val_fraction=f_val / (f_train + f_val), seed=seed)
+    if method not in ("random", "grouped"):
+        raise SplitError(f"unknown split method {method!r} (use random, grouped or column)")
+    if protocol == "resplit":
+        return split_samples(samples, method, seed=seed, fractions=fractions)
+    test = split_samples(samples, method, seed=split_seed, fractions=fractions).test
+    test_rows = {id(sample) for sample in test}
+    rest = [sample for sample in samples if id(sample) not in test_rows]
+    share = f_val / (f_train + f_val) if f_train + f_val > 0 else 0.0
+    inner = split_samples(rest, method, seed=seed, fractions=(1.0 - share, share, 0.0))
+    return Split(train=inner.train, val=inner.val, test=test)
 
 
 def _collect(samples: Sequence[S], part: np.ndarray) -> Split:

@@ -6,12 +6,12 @@ Read top to bottom:
 2. :func:`run_study_job` (kind "study") creates the :class:`~db.models.Study`, optionally searches Table 3's space
    with Ray Tune and an ASHA scheduler (:func:`search_hyperparameters`), creates one run + one "train" job per
    (mode, seed) (and per structure fraction for Figure 2), waits for them, and stores Table 1, Table 2 and
-   Figure 2 in ``Study.results`` (:func:`compute_study_results`), beside the baselines it fits once on the study's
+   Figure 2 in ``Study.results`` (:func:`compute_study_results`), beside the baselines it fits on each seed's
    split while the runs train (:func:`study_baselines`: the training-set mean and a Magpie random forest).
 3. :func:`run_train_job` (kind "train") trains one run: the dataset version's kept rows with their accepted
-   structures (:func:`training_samples`), the study's split, :func:`cosnet_core.train.fit` with a per-epoch
-   callback that writes metrics and checks cancellation, and a checkpoint per epoch to resume from after a crash;
-   then predictions for every kept row, the artifact, the C/S export and the test metrics.
+   structures (:func:`training_samples`), its seed's split (:func:`split_for_run`), :func:`cosnet_core.train.fit`
+   with a per-epoch callback that writes metrics and checks cancellation, and a checkpoint per epoch to resume
+   from after a crash; then predictions for every kept row, the artifact, the C/S export and the test metrics.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from jobs.context import JobCancelled, JobContext
 MODES = ("composition", "bimodal-aug", "bimodal")
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
+#: What the seeds of a study share (:func:`cosnet_core.splits.split_for_seed`); the first is the default.
+SEED_PROTOCOLS = ("fixed-test", "resplit")
 FIGURE2_MODES = ("bimodal-aug", "bimodal")
 #: Entries of ``Study.results`` written when the study starts (:func:`study_baselines`), kept at its end.
-BASELINE_KEYS = ("baselines", "baseline_rows", "baselines_error")
+BASELINE_KEYS = ("baselines", "baseline_rows", "baselines_error", "seed_protocol")
 #: TrainConfig fields a study may set (mode, seed and device are set per run).
 TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
@@ -59,7 +61,9 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         payload: ``dataset_version_id`` (required); optional ``name``, ``modes`` (default the three),
             ``seeds`` (default 0-4), ``train`` (TrainConfig fields, e.g. ``{"epochs": 200, "lr": 0.01}``),
             ``device`` ("auto", "cpu", "gpu"), ``split`` (``{"method": "random"|"grouped"|"column",
-            "fractions": [0.6, 0.2, 0.2], "seed": 0}``), ``structure_fractions`` (shares of structures kept
+            "fractions": [0.6, 0.2, 0.2], "seed": 0, "protocol": "fixed-test"|"resplit"}``: ``seed`` draws the
+            test rows under the default ``"fixed-test"``, and each run's seed its validation rows; ``"resplit"``
+            draws each run's whole split with its seed; see :func:`cosnet_core.splits.split_for_seed`), ``structure_fractions`` (shares of structures kept
             for Figure 2, each in [0, 1)), ``search`` (``{"enabled": bool, "num_samples": 8, "epochs": 20,
             "grace_period": 2}``).
 
@@ -112,7 +116,10 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"split method must be one of {', '.join(SPLIT_METHODS)} (got {method!r})")
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[1] <= 0:
         problems.append(f"split fractions must be three shares summing to 1 with a validation share > 0 ({fractions})")
-    out["split"] = {"method": method, "fractions": fractions, "seed": int(split.get("seed", 0))}
+    protocol = split.get("protocol", SEED_PROTOCOLS[0])
+    if protocol not in SEED_PROTOCOLS:
+        problems.append(f"split protocol must be one of {', '.join(SEED_PROTOCOLS)} (got {protocol!r})")
+    out["split"] = {"method": method, "fractions": fractions, "seed": int(split.get("seed", 0)), "protocol": protocol}
     kept = [float(f) for f in payload.get("structure_fractions") or []]
     if any(not 0 <= f < 1 for f in kept):
         problems.append(f"structure_fractions are shares of structures kept, each in [0, 1) (got {kept})")
@@ -215,12 +222,14 @@ def training_samples(db_url: str, version_id: int) -> list[Any]:
     return samples
 
 
-def split_for_run(samples: list[Any], split_settings: dict[str, Any]) -> Any:
-    """The study's split of the rows (the same for every run of a study).
+def split_for_run(samples: list[Any], split_settings: dict[str, Any], seed: int) -> Any:
+    """The split of one run of a study: :func:`cosnet_core.splits.split_for_seed`, the command line's definition.
 
     Args:
         samples: the rows.
-        split_settings: ``{"method", "fractions", "seed"}``.
+        split_settings: ``{"method", "fractions", "seed", "protocol"}`` (the study payload's ``split``); a study
+            stored before ``protocol`` existed keeps its single split for every seed.
+        seed: the run's seed.
 
     Returns:
         A :class:`cosnet_core.splits.Split`.
@@ -228,15 +237,20 @@ def split_for_run(samples: list[Any], split_settings: dict[str, Any]) -> Any:
     Raises:
         ValueError: a part too small to train, validate or test on.
     """
-    from cosnet_core.splits import split_samples
+    from cosnet_core.splits import split_for_seed, split_samples
 
-    split = split_samples(
-        samples, split_settings["method"], seed=int(split_settings["seed"]), fractions=split_settings["fractions"]
-    )
+    method, fractions = split_settings["method"], split_settings["fractions"]
+    if split_settings.get("protocol") is None:  # a study launched before the choice: one split for all seeds
+        split = split_samples(samples, method, seed=int(split_settings["seed"]), fractions=fractions)
+    else:
+        split = split_for_seed(
+            samples, method, split_seed=int(split_settings["seed"]), seed=int(seed), fractions=fractions,
+            protocol=split_settings["protocol"],
+        )
     n_train, n_val, n_test = split.sizes()
     if n_train < 2 or n_val < 1 or n_test < 1:
         raise ValueError(
-            f"the {split_settings['method']} split of {len(samples)} rows gives {n_train} train, {n_val} validation "
+            f"the {method} split of {len(samples)} rows gives {n_train} train, {n_val} validation "
             f"and {n_test} test rows; need at least 2, 1 and 1"
         )
     return split
@@ -292,7 +306,7 @@ def _train_run(run_id: int, ctx: JobContext) -> None:
     samples = training_samples(db_url, run["dataset_version_id"])
     if run["structure_fraction"] is not None:  # Figure 2: hide the structures of (1 - kept share) of the rows
         samples = hide_structures(samples, 1.0 - float(run["structure_fraction"]), seed=int(run["seed"]))
-    split = split_for_run(samples, split_settings)
+    split = split_for_run(samples, split_settings, int(run["seed"]))
     requested = ctx.device or {"gpu": "cuda", "cpu": "cpu"}.get(run["requested_device"], "auto")
     device = str(resolve_device(requested))
     config = TrainConfig.from_dict({**run["config"], "device": device})
@@ -458,8 +472,9 @@ def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
 
 
 def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The baselines of a study (:mod:`cosnet_core.baselines`), fitted once on the study's split: the same training
-    rows as every run of the study, scored on the same test rows.
+    """The baselines of a study (:mod:`cosnet_core.baselines`), fitted per seed on that seed's split: the same
+    training rows as the runs of that seed (every mode), scored on the same test rows. Identical splits are fitted
+    once (:class:`cosnet_core.baselines.BaselineCache`).
 
     Args:
         db_url: database URL.
@@ -467,20 +482,30 @@ def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"baselines": {"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
-        "r2_std", "n"}}}, "baseline_rows": {"train_entry_ids", "test_entry_ids", "predictions": {name: [...]}}}``,
-        the test predictions in the order of ``test_entry_ids``.
+        "r2_std", "n"}}}`` (mean ± std over the seeds), ``"baseline_rows": [{"seed", "train_entry_ids",
+        "test_entry_ids", "predictions": {name: [...]}}]`` (one per seed, the test predictions in the order of
+        ``test_entry_ids``) and ``"seed_protocol"``.
     """
-    from cosnet_core.baselines import fit_baselines, summarize_baselines
+    from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
 
-    split = split_for_run(training_samples(db_url, payload["dataset_version_id"]), payload["split"])
-    fitted = fit_baselines(split.train, split.test)
+    samples = training_samples(db_url, payload["dataset_version_id"])
+    cache = BaselineCache()
+    fitted = {}
+    for seed in payload["seeds"]:
+        split = split_for_run(samples, payload["split"], seed)
+        fitted[seed] = fit_baselines(split.train, split.test, cache=cache)
     return {
-        "baselines": summarize_baselines([fitted]),
-        "baseline_rows": {
-            "train_entry_ids": [int(i) for i in fitted.train_ids],
-            "test_entry_ids": [int(i) for i in fitted.test_ids],
-            "predictions": {name: [float(v) for v in values] for name, values in fitted.predictions.items()},
-        },
+        "baselines": summarize_baselines(list(fitted.values())),
+        "baseline_rows": [
+            {
+                "seed": int(seed),
+                "train_entry_ids": [int(i) for i in run.train_ids],
+                "test_entry_ids": [int(i) for i in run.test_ids],
+                "predictions": {name: [float(v) for v in values] for name, values in run.predictions.items()},
+            }
+            for seed, run in fitted.items()
+        ],
+        "seed_protocol": payload["split"].get("protocol"),
     }
 
 
@@ -561,7 +586,8 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
     Returns:
         ``{"table1": {mode: {subset: {...}, "seeds": [...]}}, "table2": {mode: {"r2_mean", "r2_std",
         "n_runs"}}, "figure2": [{"structure_fraction", "mode", "test_mae_mean", "test_mae_std", "n_runs"}],
-        "runs": {status: count}, "failed_runs": [{"id", "mode", "seed", "error"}]}``.
+        "seed_protocol": "fixed-test"|"resplit"|None (a study launched before the choice: one split for every
+        seed), "runs": {status: count}, "failed_runs": [{"id", "mode", "seed", "error"}]}``.
     """
     from cosnet_core.evaluate import alignment_r2, mean_std, subset_metrics, summarize_over_seeds
 
@@ -622,6 +648,7 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
                          "test_mae_std": mae_std, "n_runs": len(group)}
                     )
 
+    split_settings = (store.study_row(db_url, study_id)["config"] or {}).get("split") or {}
     counts: dict[str, int] = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
@@ -629,6 +656,7 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
         "table1": table1,
         "table2": table2,
         "figure2": figure2,
+        "seed_protocol": split_settings.get("protocol"),
         "runs": counts,
         "failed_runs": [
             {"id": r["id"], "mode": r["mode"], "seed": r["seed"], "error": r["error"]}
@@ -665,7 +693,7 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
     _CancelStopper = _make_cancel_stopper()
     settings = payload["search"]
     samples = training_samples(ctx.db_url, payload["dataset_version_id"])
-    split = split_for_run(samples, payload["split"])
+    split = split_for_run(samples, payload["split"], payload["seeds"][0])
     found: dict[str, dict[str, Any]] = {}
 
     for index, mode in enumerate(payload["modes"]):

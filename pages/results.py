@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from cosnet_core.report import MODE_LABELS, figure2, per_sample, table1
+from cosnet_core.report import MODE_LABELS, figure2, per_sample, seed_protocol_text, table1
 from db.results import finished_runs, list_studies, study_entries, study_epochs, study_predictions, study_runs
 from ui.results_view import (
     composition_weight_chart,
@@ -62,8 +62,9 @@ st.caption(
     "of each row; † marks a difference from composition-only learning larger than the sum of the two standard "
     "deviations (the paper's significance criterion). Look at the w/o-structure row: a lower error there means "
     "structures helped rows that have none. The baselines (the training-set mean, and a random forest on Magpie "
-    "composition statistics) are fitted on the same training rows and scored on the same test rows."
+    "composition statistics) are fitted on each seed's training rows and scored on its test rows."
 )
+st.caption(seed_protocol_text(study.results.get("seed_protocol") or (study.config.get("split") or {}).get("protocol")))
 for warning in t1.warnings():
     st.warning(warning, icon=":material/warning:")
 if study.results.get("baselines_error"):

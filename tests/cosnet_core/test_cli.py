@@ -69,6 +69,8 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
             assert {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"} <= set(subset)
         assert subsets["all"]["n"] == metrics["test"]["all"]["n"]
     assert metrics["train_config"]["mode"] == "bimodal-aug"
+    assert metrics["seed_protocol"] == "fixed-test" and metrics["split_seed"] == 0
+    assert metrics["seed_protocol_text"] == "Seeds share one test split; each seed draws its own validation rows"
     assert metrics["test"]["all"]["n"] == metrics["test"]["with_structure"]["n"] + metrics["test"][
         "without_structure"]["n"]
     assert "alignment_r2" in metrics
@@ -91,6 +93,10 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
         assert mean_rows["prediction"].to_numpy() == pytest.approx(train_mean)
         by_hand = (mean_rows["target"] - train_mean).abs().mean()
         assert metrics["per_seed"][seed]["baselines"]["mean"]["all"]["mae"] == pytest.approx(by_hand)
+    # fixed-test: both seeds scored the same test rows, each with its own validation rows
+    ids = {(seed, part): set(predictions.loc[(predictions["seed"] == seed) & (predictions["split"] == part), "id"])
+           for seed in (0, 1) for part in ("val", "test")}
+    assert ids[(0, "test")] == ids[(1, "test")] and ids[(0, "val")] != ids[(1, "val")]
     assert sorted((out / "models").iterdir()) == [out / "models" / "seed_0.pt", out / "models" / "seed_1.pt"]
 
     new = tmp_path / "new.csv"
@@ -169,3 +175,21 @@ def test_repeated_compositions_default_to_the_grouped_split_and_say_why(tmp_path
                    "--mode", "composition", "--seeds", "0", "--split", "random", "--out", str(out), *TINY])
     assert status == 0 and "split:" not in capsys.readouterr().err  # an explicit choice is kept silently
     assert json.loads((out / "metrics.json").read_text())["split"] == "random"
+
+
+def test_resplit_draws_each_seeds_whole_split_and_says_so(tmp_path) -> None:
+    rows = [{"formula": s.formula, "value": s.target} for s in toy_samples(30)]
+    path = tmp_path / "rows.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "run"
+    status = main(["train", "--data", str(path), "--formula-col", "formula", "--target-col", "value",
+                   "--mode", "composition", "--seeds", "0", "1", "--seed-protocol", "resplit", "--out", str(out),
+                   "--epochs", "1", *TINY[2:]])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seed_protocol"] == "resplit" and metrics["split_seed"] is None
+    assert metrics["seed_protocol_text"].startswith("Each seed draws its own split")
+    predictions = pd.read_csv(out / "predictions.csv")
+    tests = [set(predictions.loc[(predictions["seed"] == seed) & (predictions["split"] == "test"), "id"])
+             for seed in (0, 1)]
+    assert tests[0] != tests[1]

@@ -15,6 +15,7 @@ from cosnet_core.splits import (
     grouped_split,
     random_split,
     recommended_split,
+    split_for_seed,
     split_samples,
 )
 
@@ -99,3 +100,56 @@ def test_recommended_split_is_grouped_when_compositions_repeat() -> None:
     assert recommended_split(50, 50)[0] == "random"
     method, reason = recommended_split(10, 2)  # too few compositions to group into three parts
     assert method == "random" and "too few" in reason
+
+
+def _ids(split) -> tuple[set[str], set[str], set[str]]:
+    return tuple({s.id for s in part} for part in (split.train, split.val, split.test))
+
+
+@pytest.mark.parametrize("method", ["random", "grouped"])
+def test_fixed_test_keeps_the_test_rows_and_redraws_validation_per_seed(method: str) -> None:
+    rows = repeated_rows()
+    splits = [split_for_seed(rows, method, split_seed=3, seed=seed) for seed in range(4)]
+    parts = [_ids(split) for split in splits]
+    assert all(test == parts[0][2] for _, _, test in parts)  # one test split for every seed
+    assert len({frozenset(val) for _, val, _ in parts}) > 1  # each seed its own validation rows
+    for train, val, test in parts:
+        assert not train & val and not train & test and not val & test
+        assert train | val | test == {s.id for s in rows}
+    assert [len(p) for p in (splits[0].train, splits[0].val, splits[0].test)] == [18, 6, 6]
+    # the test rows are those of the split_seed's full split; together the seeds saw every non-test row
+    assert parts[0][2] == {s.id for s in split_samples(rows, method, seed=3).test}
+    assert set().union(*(train | val for train, val, _ in parts)) == {s.id for s in rows} - parts[0][2]
+    if method == "grouped":  # validation is drawn by composition too
+        for split in splits:
+            keys = [{composition_key(s.composition) for s in part} for part in (split.train, split.val, split.test)]
+            assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    assert _ids(split_for_seed(rows, method, split_seed=4, seed=0))[2] != parts[0][2]
+
+
+@pytest.mark.parametrize("method", ["random", "grouped"])
+def test_resplit_redraws_the_test_rows_per_seed(method: str) -> None:
+    rows = repeated_rows()
+    tests = [_ids(split_for_seed(rows, method, split_seed=0, seed=seed, protocol="resplit"))[2] for seed in range(4)]
+    assert len({frozenset(t) for t in tests}) > 1
+    # resplit is the command line's former behaviour: the whole split drawn with the seed
+    assert tests[1] == {s.id for s in split_samples(rows, method, seed=1).test}
+
+
+def test_column_split_keeps_its_labels_under_both_protocols() -> None:
+    rows = repeated_rows()
+    labelled = [dataclasses.replace(s, split="test" if s.id.startswith(("LiF", "NaCl")) else "train") for s in rows]
+    for protocol in ("fixed-test", "resplit"):
+        splits = [split_for_seed(labelled, "column", seed=seed, protocol=protocol) for seed in range(3)]
+        assert all({s.id.split("-")[0] for s in split.test} == {"LiF", "NaCl"} for split in splits)
+        assert len({frozenset(_ids(split)[1]) for split in splits}) > 1  # val carved per seed from train
+        assert all(split.sizes() == (18, 6, 6) for split in splits)  # 0.2 / (0.6 + 0.2) of the 24 training rows
+    given = [dataclasses.replace(s, split=["train", "val", "test"][i % 3]) for i, s in enumerate(rows)]
+    assert _ids(split_for_seed(given, "column", seed=0)) == _ids(split_for_seed(given, "column", seed=5))
+
+
+def test_split_for_seed_refuses_unknown_protocols_and_methods() -> None:
+    with pytest.raises(SplitError, match="unknown seed protocol 'same'"):
+        split_for_seed(repeated_rows(), "random", protocol="same")
+    with pytest.raises(SplitError, match="unknown split method"):
+        split_for_seed(repeated_rows(), "kfold")

@@ -9,7 +9,13 @@ import jobs
 from db.engine import session_scope
 from db.models import Job, Prediction, Run, Study
 from jobs import store
-from jobs.training import estimate_study_seconds, run_specs, training_samples, validate_study_payload
+from jobs.training import (
+    estimate_study_seconds,
+    run_specs,
+    split_for_run,
+    training_samples,
+    validate_study_payload,
+)
 from tests.jobs.conftest import TINY_TRAIN, toy_target, wait_until
 
 
@@ -18,7 +24,7 @@ def test_payload_defaults_are_the_papers_protocol():
     assert payload["dataset_version_id"] == 4
     assert payload["modes"] == ["composition", "bimodal-aug", "bimodal"]
     assert payload["seeds"] == [0, 1, 2, 3, 4]
-    assert payload["split"] == {"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0}
+    assert payload["split"] == {"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0, "protocol": "fixed-test"}
     assert payload["device"] == "auto" and payload["search"]["enabled"] is False
     specs = run_specs(payload)
     assert len(specs) == 15
@@ -67,6 +73,7 @@ def test_descriptors_and_pretrained_encoder_are_recorded_with_each_run():
         ({"dataset_version_id": 1, "device": "tpu"}, "device must be one of"),
         ({"dataset_version_id": 1, "split": {"method": "kfold"}}, "split method must be one of"),
         ({"dataset_version_id": 1, "split": {"fractions": [0.8, 0.0, 0.2]}}, "validation share > 0"),
+        ({"dataset_version_id": 1, "split": {"protocol": "same"}}, "split protocol must be one of fixed-test, resplit"),
         ({"dataset_version_id": 1, "structure_fractions": [1.5]}, "structure_fractions"),
     ],
 )
@@ -76,6 +83,49 @@ def test_bad_payloads_are_refused_before_anything_is_written(db_url, payload, fr
     assert fragment in str(error.value)
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+@pytest.mark.parametrize("protocol", ["fixed-test", "resplit"])
+@pytest.mark.parametrize("method", ["random", "grouped"])
+def test_the_cli_and_the_jobs_draw_the_same_split_for_each_seed(method, protocol):
+    """One definition (splits.split_for_seed): the command line's _split and the jobs' split_for_run agree."""
+    import argparse
+
+    from cosnet_core.cli import _split
+    from tests.cosnet_core.test_splits import repeated_rows
+
+    rows = repeated_rows()
+    args = argparse.Namespace(split_col=None, split=method, split_seed=2, seed_protocol=protocol,
+                              val_fraction=0.2, test_fraction=0.2)
+    payload = validate_study_payload(
+        {"dataset_version_id": 1, "split": {"method": method, "seed": 2, "protocol": protocol}}
+    )
+    tests = set()
+    for seed in range(3):
+        cli, app = _split(rows, args, seed), split_for_run(rows, payload["split"], seed)
+        for part in ("train", "val", "test"):
+            assert [s.id for s in getattr(cli, part)] == [s.id for s in getattr(app, part)]
+        tests.add(frozenset(s.id for s in app.test))
+    assert (len(tests) == 1) == (protocol == "fixed-test")
+
+
+def test_study_baselines_are_fitted_on_each_seeds_training_rows(db_url, toy_version):
+    from jobs.training import study_baselines
+
+    payload = validate_study_payload({"dataset_version_id": toy_version, "seeds": [0, 1]})
+    found = study_baselines(db_url, payload)
+    assert found["seed_protocol"] == "fixed-test" and [r["seed"] for r in found["baseline_rows"]] == [0, 1]
+    samples = training_samples(db_url, toy_version)
+    for rows in found["baseline_rows"]:
+        split = split_for_run(samples, payload["split"], rows["seed"])
+        assert rows["train_entry_ids"] == [int(s.id) for s in split.train]
+        assert rows["test_entry_ids"] == [int(s.id) for s in split.test]
+        train_mean = sum(s.target for s in split.train) / len(split.train)
+        assert rows["predictions"]["mean"] == pytest.approx([train_mean] * len(split.test))
+    first, second = found["baseline_rows"]
+    assert first["test_entry_ids"] == second["test_entry_ids"]  # fixed-test: one test split
+    assert first["train_entry_ids"] != second["train_entry_ids"]  # each seed its own validation rows
+    assert found["baselines"]["mean"]["all"]["n"] == len(first["test_entry_ids"])
 
 
 def test_unknown_kind_is_refused(db_url):
@@ -120,9 +170,10 @@ def test_inline_study_with_figure2_hides_structures_and_summarises(db_url, toy_v
         assert all(p.composition_weight == pytest.approx(1.0) for p in hidden)
         assert all(v is None for v in runs[1].structure_decisions.values())
         figure2 = study.results["figure2"]
-        baselines, rows = study.results["baselines"], study.results["baseline_rows"]
+        baselines, (rows,) = study.results["baselines"], study.results["baseline_rows"]
+        assert study.results["seed_protocol"] == "fixed-test" and rows["seed"] == 0
         model_rows = session.scalars(select(Prediction).where(Prediction.run_id == runs[0].id)).all()
-    # the baselines were fitted once, on exactly the runs' training rows, and scored on exactly their test rows
+    # the baselines were fitted on exactly the seed's training rows, and scored on exactly its test rows
     by_split = {part: sorted(p.entry_id for p in model_rows if p.split == part) for part in ("train", "test")}
     assert sorted(rows["train_entry_ids"]) == by_split["train"] and sorted(rows["test_entry_ids"]) == by_split["test"]
     targets = {p.entry_id: p.target for p in model_rows}

@@ -128,3 +128,20 @@ def test_baselines_stand_beside_the_modes_with_rmse_r2_and_a_plain_warning(app_t
     warnings = [w.value for w in at.warning]
     assert any(w.startswith("composition only is not better than the random forest on Magpie") for w in warnings)
     assert any(w.startswith("bimodal with augmentation is not better than the random forest") for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("results", "line"),
+    [
+        ({"seed_protocol": "fixed-test"}, "Seeds share one test split; each seed draws its own validation rows."),
+        ({"seed_protocol": "resplit"}, "Each seed draws its own split (training, validation and test rows)."),
+        ({}, "Seeds share one split (the same training, validation and test rows): the study predates the choice."),
+    ],
+)
+def test_the_page_says_what_the_seeds_share(app_test, results, line):
+    store_study(n_entries=12, results=results)
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert line in [caption.value for caption in at.caption]
