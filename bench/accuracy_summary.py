@@ -66,7 +66,11 @@ def main() -> None:
         seeds = sorted({len(values) for values in folds.values()})
         text = " / ".join(f"{value:.3f}" for value in fold_means)
         spread = f" ± {np.std(fold_means):.3f}" if len(fold_means) > 1 else ""
-        print(f"{bench:20s} {model:22s} folds {sorted(folds)} seeds {seeds}: {text} → {np.mean(fold_means):.3f}{spread}")
+        validation = [float(line["best_val_mae"]) for line in chosen
+                      if (line["bench"], line["model"]) == (bench, model) and line.get("best_val_mae") is not None]
+        selection = f"  (validation MAE {np.mean(validation):.3f}, used for choices)" if validation else ""
+        print(f"{bench:20s} {model:22s} folds {sorted(folds)} seeds {seeds}: {text} → {np.mean(fold_means):.3f}{spread}"
+              f"{selection}")
         if (bench, model) in ensemble:
             members = ensemble[(bench, model)]
             values = [members[fold][1] for fold in sorted(members)]

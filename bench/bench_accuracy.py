@@ -260,19 +260,13 @@ def bench_obelix(args: argparse.Namespace) -> None:
 
 
 def random_forest_magpie(train: list[Sample], test: list[Sample]) -> dict:
-    from matminer.featurizers.composition import ElementProperty
-    from sklearn.ensemble import RandomForestRegressor
+    """The study baseline of the app and the CLI (:func:`cosnet_core.baselines.fit_baselines`: 500 trees on Magpie
+    statistics), fitted here on every training row of the fold (validation rows included: the forest needs no epoch
+    choice), so it is the strongest honest peer."""
+    from cosnet_core.baselines import fit_baselines
 
-    featurizer = ElementProperty.from_preset("magpie")
-
-    def features(rows: list[Sample]) -> np.ndarray:
-        return np.nan_to_num(np.array([featurizer.featurize(s.composition) for s in rows], dtype=float))
-
-    forest = RandomForestRegressor(n_estimators=500, random_state=0, n_jobs=1)
-    forest.fit(features(train), [s.target for s in train])
-    prediction = forest.predict(features(test))
-    target = np.array([s.target for s in test])
-    metrics = subset_metrics(target, prediction, [s.structure is not None for s in test])
+    run = fit_baselines(train, test)
+    metrics = subset_metrics(run.target, run.predictions["rf_magpie"], run.has_structure)
     return {"mae": metrics["all"]["mae"], "mae_with_structure": metrics["with_structure"]["mae"],
             "mae_without_structure": metrics["without_structure"]["mae"], "n_test": metrics["all"]["n"]}
 
