@@ -38,6 +38,19 @@ def login(app_test, username: str, page: str | None = None):
     return at
 
 
+def run_whole_app(at):
+    """Run ``app.py`` from the top, as the browser does on every interaction.
+
+    After its first run, this Streamlit's AppTest re-runs only the page the previous run finished on (app.py's
+    login gate and sidebar are skipped); forgetting that page makes the next run start at app.py again.
+    """
+    at._finished_page_script_hash = ""
+    at._page_hash = ""
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def store_dataset(owner: str, name: str = "alice private", table: bytes = TABLE, url: str | None = None):
     """A dataset imported by ``owner`` (private, as every new dataset); returns its ids."""
     raw = read_table(table, "t.csv")
