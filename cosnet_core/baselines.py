@@ -71,6 +71,17 @@ class BaselineRun:
             for name, prediction in self.predictions.items()
         }
 
+    def prediction_frame(self, name: str = "rf_magpie") -> pd.DataFrame:
+        """One baseline's test predictions, in the shape :func:`cosnet_core.evaluate.ensemble_metrics` takes.
+
+        Args:
+            name: the baseline.
+
+        Returns:
+            Columns ``id, prediction``.
+        """
+        return pd.DataFrame({"id": self.test_ids, "prediction": self.predictions[name]})
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (baseline, test row).
 
@@ -153,11 +164,33 @@ def summarize_baselines(runs: Sequence[BaselineRun]) -> dict[str, dict[str, dict
     return {name: summarize_over_seeds([metrics[name] for metrics in per_run]) for name in BASELINES}
 
 
+def stored_prediction_frames(stored: Any, name: str = "rf_magpie") -> list[pd.DataFrame]:
+    """A baseline's test predictions per seed from a study's ``Study.results["baseline_rows"]``.
+
+    Args:
+        stored: the stored rows: a list with one ``{"seed", "train_entry_ids", "test_entry_ids", "predictions"}``
+            per seed, or (studies launched before the seed protocols) one such dictionary for the study's split.
+        name: the baseline.
+
+    Returns:
+        One frame ``id, prediction`` per seed (ids as strings); empty when nothing usable is stored.
+    """
+    items = [stored] if isinstance(stored, dict) else list(stored or [])
+    frames = []
+    for item in items:
+        values = (item.get("predictions") or {}).get(name) if isinstance(item, dict) else None
+        ids = item.get("test_entry_ids") if isinstance(item, dict) else None
+        if values is not None and ids is not None and len(values) == len(ids):
+            frames.append(pd.DataFrame({"id": [str(i) for i in ids], "prediction": [float(v) for v in values]}))
+    return frames
+
+
 __all__ = [
     "BASELINES",
     "BASELINE_LABELS",
     "BaselineCache",
     "BaselineRun",
     "fit_baselines",
+    "stored_prediction_frames",
     "summarize_baselines",
 ]

@@ -9,6 +9,9 @@
   fitted on each seed's training rows and scored on its test rows; ``seed_protocol`` says what the seeds share
   (``--seed-protocol``, :func:`cosnet_core.splits.split_for_seed`): ``fixed-test`` (default: one test split drawn
   with ``--split-seed``, validation rows drawn per seed) or ``resplit`` (the whole split drawn per seed);
+  ``ensemble`` and ``ensemble_with_forest`` (:func:`cosnet_core.evaluate.ensemble_metrics`; ``{subset: {"mae",
+  "rmse", "r2", "n", "members"}}``, null under ``resplit``): the seed ensemble (the served model) on the test rows,
+  and its fixed 50/50 blend with the random forest;
 * ``predictions.csv``: ``id, composition, split, seed, target, prediction, has_structure, w_c`` for every row and seed;
 * ``baseline_predictions.csv``: ``id, seed, baseline, target, prediction, has_structure`` for every test row;
 * ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
@@ -16,8 +19,9 @@
 
 ``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``: with a folder of seeds (what
 ``train`` writes), the prediction is the seeds' ensemble mean and ``prediction_std`` their spread (the uncertainty).
-``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``), Table 2 (``table2.csv``) and
-Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
+``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``: per mode and subset the mean ± std
+over seeds, ``kind`` "model", the seed ensemble, "ensemble", and its 50/50 blend with the forest,
+"ensemble_with_forest", with ``members``; then the baselines, "baseline"), Table 2 (``table2.csv``) and Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
 
 Input problems are reported per row (a table on stderr and a CSV file); fatal problems end with one line
 ``error: <reason>`` and exit status 2.
@@ -38,9 +42,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cosnet_core.exports import safe_to_csv
+
 PREDICTION_COLUMNS = ("id", "composition", "split", "seed", "target", "prediction", "has_structure", "w_c")
 PREDICT_COLUMNS = ("id", "composition", "prediction", "prediction_std", "has_structure", "w_c")
 BASELINE_PREDICTION_COLUMNS = ("id", "seed", "baseline", "target", "prediction", "has_structure")
+
+
+ENSEMBLE_METHOD = (
+    "ensemble: the mean prediction per test row over the seeds (the served model); ensemble_with_forest: "
+    "0.5 x ensemble + 0.5 x the mean over seeds of rf_magpie's predictions of the same rows (a fixed weight, not "
+    "tuned on anything); both null when the seeds scored different test rows (--seed-protocol resplit)"
+)
 
 
 class CliError(Exception):
@@ -197,7 +210,7 @@ def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Pa
     )
     if not table.errors.empty:
         error_file.parent.mkdir(parents=True, exist_ok=True)
-        table.errors.to_csv(error_file, index=False)
+        safe_to_csv(table.errors, error_file, index=False)
         _say(table.error_message() + f"\n(all refused rows are listed in {error_file})")
     if not table.samples:
         raise CliError(f"no usable row in {args.data} (see {error_file})")
@@ -249,6 +262,7 @@ def run_training(
     from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
     from cosnet_core.evaluate import (
         alignment_r2,
+        ensemble_metrics,
         mean_std,
         subset_metrics,
         summarize_over_seeds,
@@ -260,7 +274,7 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     baseline_cache = baseline_cache if baseline_cache is not None else BaselineCache()
     prediction_frames, history_rows, per_seed_metrics, per_seed_alignment = [], [], [], []
-    baseline_runs, baseline_frames = [], []
+    baseline_runs, baseline_frames, test_frames = [], [], []
     config = _train_config(args, mode)
     for seed in args.seeds:
         split = _split(samples, args, seed)
@@ -302,6 +316,9 @@ def run_training(
             if part_name == "test":
                 target = np.array([s.target for s in part], dtype=float)
                 metrics = subset_metrics(target, predicted.prediction, predicted.has_structure)
+                test_frames.append(pd.DataFrame({"id": predicted.ids, "target": target,
+                                                 "prediction": predicted.prediction,
+                                                 "has_structure": predicted.has_structure}))
                 per_seed_metrics.append(metrics)
                 rows = np.flatnonzero(predicted.has_structure)
                 volumes = [volume_per_atom(part[i].structure) for i in rows]
@@ -316,11 +333,10 @@ def run_training(
                     quiet=args.quiet,
                 )
     predictions = pd.concat(prediction_frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
-    predictions.to_csv(out / "predictions.csv", index=False)
-    pd.DataFrame(history_rows).to_csv(out / "history.csv", index=False)
-    pd.concat(baseline_frames, ignore_index=True)[list(BASELINE_PREDICTION_COLUMNS)].to_csv(
-        out / "baseline_predictions.csv", index=False
-    )
+    safe_to_csv(predictions, out / "predictions.csv", index=False)
+    safe_to_csv(pd.DataFrame(history_rows), out / "history.csv", index=False)
+    safe_to_csv(pd.concat(baseline_frames, ignore_index=True)[list(BASELINE_PREDICTION_COLUMNS)],
+                out / "baseline_predictions.csv", index=False)
     alignment_mean, alignment_std = mean_std(per_seed_alignment)
     metrics = {
         "mode": mode,
@@ -332,6 +348,11 @@ def run_training(
         "epochs": args.epochs,
         "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
         "baselines": summarize_baselines(baseline_runs),
+        "ensemble": ensemble_metrics(test_frames),
+        "ensemble_with_forest": ensemble_metrics(
+            test_frames, forest=[run.prediction_frame("rf_magpie") for run in baseline_runs]
+        ),
+        "ensemble_method": ENSEMBLE_METHOD,
         "baselines_method": (
             "fitted on each seed's training rows, scored on its test rows: the training-set mean, and a "
             "RandomForestRegressor (500 trees, random_state 0) on Magpie composition statistics"
@@ -373,6 +394,12 @@ def command_train(args: argparse.Namespace) -> int:
         metrics = run_training(samples, args, args.mode, args.out, cache=GraphCache(folder))
     summary = metrics["test"].get("all", {})
     forest = metrics["baselines"].get("rf_magpie", {}).get("all", {})
+    if metrics["ensemble"]:
+        _say(
+            f"ensemble of {len(args.seeds)} seed(s) (served): test MAE {metrics['ensemble']['all']['mae']:.4f}; "
+            f"ensemble + forest (50/50): {metrics['ensemble_with_forest']['all']['mae']:.4f}",
+            quiet=args.quiet,
+        )
     _say(
         f"test MAE {summary.get('mae_mean', float('nan')):.4f} ± {summary.get('mae_std', float('nan')):.4f} "
         f"(R² {summary.get('r2_mean', float('nan')):.3f}) over {len(args.seeds)} seed(s); random forest on Magpie "
@@ -396,7 +423,7 @@ def command_predict(args: argparse.Namespace) -> int:
     table = ensemble.predict(samples)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table[list(PREDICT_COLUMNS)].to_csv(args.out, index=False)
+    safe_to_csv(table[list(PREDICT_COLUMNS)], args.out, index=False)
     spread = " (prediction_std is their spread)" if len(ensemble.members) > 1 else " (no spread from one model)"
     _say(f"{len(table)} prediction(s) from the ensemble of {len(ensemble.members)} model(s){spread} written to {args.out}")
     return 0
@@ -419,7 +446,7 @@ def command_reproduce(args: argparse.Namespace) -> int:
         for mode in args.modes:
             results[mode] = run_training(samples, args, mode, out / mode, cache=cache, baseline_cache=baseline_cache)
             for subset, entry in results[mode]["test"].items():
-                table1.append({"mode": mode, "subset": subset, **entry})
+                table1.append({"mode": mode, "kind": "model", "subset": subset, **entry})
             table2.append(
                 {"mode": mode, "alignment_r2_mean": results[mode]["alignment_r2"],
                  "alignment_r2_std": results[mode]["alignment_r2_std"]}
@@ -434,14 +461,18 @@ def command_reproduce(args: argparse.Namespace) -> int:
                 if row["mode"] != "composition" else False
                 for row in table1
             ]
-        baseline_rows = pd.DataFrame(
-            [{"mode": name, "subset": subset, **entry} for name, subsets in baselines.items()
-             for subset, entry in subsets.items()]
+        extra_rows = pd.DataFrame(
+            [{"mode": mode, "kind": kind, "subset": subset, "mae_mean": entry["mae"], "rmse_mean": entry["rmse"],
+              "r2_mean": entry["r2"], "n": entry["n"], "members": entry["members"]}
+             for mode, found in results.items() for kind in ("ensemble", "ensemble_with_forest")
+             for subset, entry in (found[kind] or {}).items()]
+            + [{"mode": name, "kind": "baseline", "subset": subset, **entry} for name, subsets in baselines.items()
+               for subset, entry in subsets.items()]
         )
-        if "significant_vs_composition" in frame1.columns and not baseline_rows.empty:
-            baseline_rows["significant_vs_composition"] = False
-        pd.concat([frame1, baseline_rows], ignore_index=True).to_csv(out / "table1.csv", index=False)
-        pd.DataFrame(table2).to_csv(out / "table2.csv", index=False)
+        if "significant_vs_composition" in frame1.columns and not extra_rows.empty:
+            extra_rows["significant_vs_composition"] = False
+        safe_to_csv(pd.concat([frame1, extra_rows], ignore_index=True), out / "table1.csv", index=False)
+        safe_to_csv(pd.DataFrame(table2), out / "table2.csv", index=False)
         if args.fractions:
             figure_modes = [m for m in args.modes if m != "composition"] or list(args.modes)
             split = _split(samples, args, args.seeds[0])
@@ -449,9 +480,9 @@ def command_reproduce(args: argparse.Namespace) -> int:
                 split.train, split.val, split.test, _train_config(args, figure_modes[0]),
                 fractions=args.fractions, modes=figure_modes, seeds=args.seeds, cache=cache,
             )
-            figure.to_csv(out / "figure2.csv", index=False)
+            safe_to_csv(figure, out / "figure2.csv", index=False)
             summary = figure.groupby(["hidden_fraction", "mode"])["test_mae"].agg(["mean", "std"]).reset_index()
-            summary.to_csv(out / "figure2_summary.csv", index=False)
+            safe_to_csv(summary, out / "figure2_summary.csv", index=False)
             _plot_figure2(summary, out / "figure2.png")
     _say(f"Table 1, Table 2 and Figure 2 written to {out}", quiet=args.quiet)
     return 0

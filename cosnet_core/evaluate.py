@@ -7,7 +7,8 @@
 * Figure 2: test MAE when the structures of a growing share of rows are hidden (:func:`structure_fraction_experiment`).
 * Figure 3: w_C per sample, read from the prediction table (:func:`composition_weights`).
 * The paper's significance criterion (:func:`is_significant_difference`) and seed ensembles
-  (:func:`ensemble_predictions`).
+  (:func:`ensemble_predictions`; on the test rows with Table 1's subsets, alone or blended 50/50 with the forest:
+  :func:`ensemble_metrics`).
 """
 
 from __future__ import annotations
@@ -216,6 +217,81 @@ def ensemble_predictions(per_seed: Sequence[Sequence[float]]) -> tuple[np.ndarra
     """
     stacked = np.stack([np.asarray(p, dtype=float) for p in per_seed])
     return stacked.mean(axis=0), stacked.std(axis=0)
+
+
+#: Weight of the seed ensemble in :func:`ensemble_metrics`'s blend with the forest (the forest gets the rest). Fixed
+#: at one half a priori: it is not tuned on validation or test rows.
+FOREST_BLEND_WEIGHT = 0.5
+
+
+def _aligned(frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame] | None:
+    """The frames indexed by ``id`` in the first frame's row order, or None when they do not hold the same rows."""
+    if not frames:
+        return None
+    indexed = []
+    for frame in frames:
+        ids = frame["id"].astype(str)
+        if ids.duplicated().any():
+            return None
+        indexed.append(frame.assign(id=ids).set_index("id"))
+    order = indexed[0].index
+    if any(set(other.index) != set(order) for other in indexed[1:]):
+        return None
+    return [frame.loc[order] for frame in indexed]
+
+
+def seed_ensemble(per_seed_frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """The seed ensemble (the served model) on the test rows: the mean prediction per row over the seeds.
+
+    Args:
+        per_seed_frames: one frame per seed with the columns ``id, target, prediction, has_structure`` (its test
+            rows).
+
+    Returns:
+        Columns ``id, target, prediction, has_structure`` in the first frame's row order, or None when there is
+        no frame or when the seeds did not all score the same rows (a ``resplit`` study).
+    """
+    aligned = _aligned(per_seed_frames)
+    if aligned is None:
+        return None
+    first = aligned[0]
+    mean, _ = ensemble_predictions([frame["prediction"].to_numpy(dtype=float) for frame in aligned])
+    return pd.DataFrame({"id": first.index, "target": first["target"].to_numpy(dtype=float), "prediction": mean,
+                         "has_structure": first["has_structure"].astype(bool).to_numpy()})
+
+
+def ensemble_metrics(
+    per_seed_frames: Sequence[pd.DataFrame], forest: Sequence[pd.DataFrame] | None = None
+) -> dict[str, dict[str, float]] | None:
+    """Table 1's subsets for the seed ensemble, or for its blend with the random forest.
+
+    Without ``forest``: the metrics of :func:`seed_ensemble` (the mean prediction per test row over the seeds).
+    With ``forest``: the metrics of the equal-weight blend ``0.5 · seed ensemble + 0.5 · forest``, where ``forest``
+    is the mean over seeds of the ``rf_magpie`` baseline's predictions for the same rows. The weight is fixed at
+    :data:`FOREST_BLEND_WEIGHT` = 1/2 a priori, **not tuned on anything** (neither validation nor test rows), so
+    the blend's test error is as honest as the ensemble's.
+
+    Args:
+        per_seed_frames: one frame per seed with ``id, target, prediction, has_structure`` (its test rows).
+        forest: one frame per seed with ``id, prediction`` (the forest's predictions of that seed's test rows).
+
+    Returns:
+        ``{"all"|"without_structure"|"with_structure": {"mae", "rmse", "r2", "n", "members"}}`` with
+        ``members`` the number of seeds; None when the seeds (or the forest's seeds) did not all score the same
+        rows, e.g. under the ``resplit`` protocol.
+    """
+    ensemble = seed_ensemble(per_seed_frames)
+    if ensemble is None:
+        return None
+    prediction = ensemble["prediction"].to_numpy(dtype=float)
+    if forest is not None:
+        aligned = _aligned([ensemble[["id"]], *forest])
+        if aligned is None or len(aligned) < 2:
+            return None
+        forest_mean, _ = ensemble_predictions([frame["prediction"].to_numpy(dtype=float) for frame in aligned[1:]])
+        prediction = FOREST_BLEND_WEIGHT * prediction + (1.0 - FOREST_BLEND_WEIGHT) * forest_mean
+    metrics = subset_metrics(ensemble["target"], prediction, ensemble["has_structure"])
+    return {subset: {**entry, "members": len(per_seed_frames)} for subset, entry in metrics.items()}
 
 
 def hide_structures(samples: Sequence[Any], fraction: float, *, seed: int = 0) -> list[Any]:

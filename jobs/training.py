@@ -575,21 +575,33 @@ def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
 
 
 def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
-    """Table 1 (test MAE/RMSE/R² mean ± std over seeds per mode for all / without / with structure), Table 2
-    (alignment R² of C with the volume per atom, mean ± std per mode) and Figure 2 (test MAE per share of
-    structures kept), from the succeeded runs' stored predictions and C exports.
+    """Table 1 (test MAE/RMSE/R² mean ± std over seeds per mode for all / without / with structure; each mode's seed
+    ensemble and its 50/50 blend with the forest, :func:`cosnet_core.evaluate.ensemble_metrics`, None where the
+    seeds scored different test rows), Table 2 (alignment R² of C with the volume per atom, mean ± std per mode)
+    and Figure 2 (test MAE per share of structures kept), from the succeeded runs' stored predictions and C
+    exports.
 
     Args:
         db_url: database URL.
         study_id: the study.
 
     Returns:
-        ``{"table1": {mode: {subset: {...}, "seeds": [...]}}, "table2": {mode: {"r2_mean", "r2_std",
+        ``{"table1": {mode: {subset: {...}, "seeds": [...]}}, "ensemble": {mode: {subset: {"mae", "rmse", "r2",
+        "n", "members"}} or None}, "ensemble_with_forest": {the same}, "table2": {mode: {"r2_mean", "r2_std",
         "n_runs"}}, "figure2": [{"structure_fraction", "mode", "test_mae_mean", "test_mae_std", "n_runs"}],
         "seed_protocol": "fixed-test"|"resplit"|None (a study launched before the choice: one split for every
         seed), "runs": {status: count}, "failed_runs": [{"id", "mode", "seed", "error"}]}``.
     """
-    from cosnet_core.evaluate import alignment_r2, mean_std, subset_metrics, summarize_over_seeds
+    import pandas as pd
+
+    from cosnet_core.baselines import stored_prediction_frames
+    from cosnet_core.evaluate import (
+        alignment_r2,
+        ensemble_metrics,
+        mean_std,
+        subset_metrics,
+        summarize_over_seeds,
+    )
 
     runs = store.runs_of_study(db_url, study_id)
     done = [r for r in runs if r["status"] == "succeeded"]
@@ -603,12 +615,24 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
     }
 
     table1: dict[str, Any] = {}
+    ensembles: dict[str, Any] = {"ensemble": {}, "ensemble_with_forest": {}}
+    study = store.study_row(db_url, study_id)
+    forest = stored_prediction_frames((study["results"] or {}).get("baseline_rows"))
     main_runs = [r for r in done if r["structure_fraction"] is None]
     for mode in MODES:
         mode_runs = [r for r in main_runs if r["mode"] == mode and r["id"] in per_run_metrics]
         if mode_runs:
             table1[mode] = summarize_over_seeds([per_run_metrics[r["id"]] for r in mode_runs])
             table1[mode]["seeds"] = [r["seed"] for r in mode_runs]
+            frames = [
+                pd.DataFrame({"id": [str(row["entry_id"]) for row in by_run[r["id"]]],
+                              "target": [row["target"] for row in by_run[r["id"]]],
+                              "prediction": [row["value"] for row in by_run[r["id"]]],
+                              "has_structure": [bool(row["has_structure"]) for row in by_run[r["id"]]]})
+                for r in mode_runs
+            ]
+            ensembles["ensemble"][mode] = ensemble_metrics(frames)
+            ensembles["ensemble_with_forest"][mode] = ensemble_metrics(frames, forest=forest) if forest else None
 
     table2: dict[str, Any] = {}
     paths = store.representation_paths(db_url, [r["id"] for r in main_runs])
@@ -648,12 +672,13 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
                          "test_mae_std": mae_std, "n_runs": len(group)}
                     )
 
-    split_settings = (store.study_row(db_url, study_id)["config"] or {}).get("split") or {}
+    split_settings = (study["config"] or {}).get("split") or {}
     counts: dict[str, int] = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
     return {
         "table1": table1,
+        **ensembles,
         "table2": table2,
         "figure2": figure2,
         "seed_protocol": split_settings.get("protocol"),

@@ -97,6 +97,18 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     ids = {(seed, part): set(predictions.loc[(predictions["seed"] == seed) & (predictions["split"] == part), "id"])
            for seed in (0, 1) for part in ("val", "test")}
     assert ids[(0, "test")] == ids[(1, "test")] and ids[(0, "val")] != ids[(1, "val")]
+    # the seed ensemble (served) and its 50/50 blend with the forest, by hand from the two files
+    test_rows = predictions[predictions["split"] == "test"]
+    ensemble = test_rows.groupby("id").agg(target=("target", "first"), prediction=("prediction", "mean"))
+    assert metrics["ensemble"]["all"]["mae"] == pytest.approx((ensemble["prediction"] - ensemble["target"]).abs().mean())
+    assert metrics["ensemble"]["all"]["n"] == len(ensemble) and metrics["ensemble"]["all"]["members"] == 2
+    forest = baselines[baselines["baseline"] == "rf_magpie"].groupby("id")["prediction"].mean()
+    blend = 0.5 * ensemble["prediction"] + 0.5 * forest.loc[ensemble.index]
+    assert metrics["ensemble_with_forest"]["all"]["mae"] == pytest.approx((blend - ensemble["target"]).abs().mean())
+    for key in ("ensemble", "ensemble_with_forest"):
+        assert set(metrics[key]) == {"all", "without_structure", "with_structure"}
+        assert all(set(entry) == {"mae", "rmse", "r2", "n", "members"} for entry in metrics[key].values())
+    assert "not tuned" in metrics["ensemble_method"]
     assert sorted((out / "models").iterdir()) == [out / "models" / "seed_0.pt", out / "models" / "seed_1.pt"]
 
     new = tmp_path / "new.csv"
@@ -134,7 +146,14 @@ def test_reproduce_writes_tables_and_figure_2(table, tmp_path) -> None:
                    "--modes", "composition", "bimodal-aug", "--fractions", "0", "1", "--out", str(out), *TINY])
     assert status == 0
     table1 = pd.read_csv(out / "table1.csv")
-    assert len(table1) == 4 * 3 and set(table1["mode"]) == {"composition", "bimodal-aug", "mean", "rf_magpie"}
+    assert len(table1) == 4 * 3 + 2 * 2 * 3 and set(table1["mode"]) == {"composition", "bimodal-aug", "mean", "rf_magpie"}
+    kinds = table1.groupby("kind")["mode"].agg(lambda m: sorted(set(m)))
+    assert kinds["ensemble"] == kinds["ensemble_with_forest"] == kinds["model"] == ["bimodal-aug", "composition"]
+    assert (table1.loc[table1["kind"] == "ensemble", "members"] == 1).all()
+    mode_metrics = json.loads((out / "composition" / "metrics.json").read_text())
+    row = table1[(table1["kind"] == "ensemble_with_forest") & (table1["mode"] == "composition")
+                 & (table1["subset"] == "all")]
+    assert row["mae_mean"].item() == pytest.approx(mode_metrics["ensemble_with_forest"]["all"]["mae"])
     assert {"mae_mean", "rmse_mean", "r2_mean", "n"} <= set(table1.columns)
     assert "significant_vs_composition" in table1.columns
     assert pd.read_csv(out / "table2.csv")["mode"].tolist() == ["composition", "bimodal-aug"]
@@ -193,3 +212,4 @@ def test_resplit_draws_each_seeds_whole_split_and_says_so(tmp_path) -> None:
     tests = [set(predictions.loc[(predictions["seed"] == seed) & (predictions["split"] == "test"), "id"])
              for seed in (0, 1)]
     assert tests[0] != tests[1]
+    assert metrics["ensemble"] is None and metrics["ensemble_with_forest"] is None  # no common test rows

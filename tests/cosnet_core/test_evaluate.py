@@ -12,10 +12,12 @@ from pymatgen.core import Lattice, Structure
 from cosnet_core.evaluate import (
     alignment_r2,
     composition_weights,
+    ensemble_metrics,
     ensemble_predictions,
     hide_structures,
     is_significant_difference,
     mean_std,
+    seed_ensemble,
     structure_fraction_experiment,
     subset_metrics,
     summarize_over_seeds,
@@ -78,6 +80,45 @@ def test_volume_per_atom_counts_partial_occupancy() -> None:
 def test_ensemble_mean_and_std_per_row() -> None:
     mean, std = ensemble_predictions([[1.0, 2.0], [3.0, 2.0]])
     assert mean.tolist() == [2.0, 2.0] and std.tolist() == [1.0, 0.0]
+
+
+def _seed_frame(ids: list[str], predictions: list[float]) -> pd.DataFrame:
+    targets = {"a": 1.0, "b": 2.0, "c": 4.0}
+    return pd.DataFrame({"id": ids, "target": [targets[i] for i in ids], "prediction": predictions,
+                         "has_structure": [i == "a" for i in ids]})
+
+
+def test_seed_ensemble_metrics_match_a_hand_computation() -> None:
+    # two seeds scored the same rows (in different orders): ensemble a = (1.5 + 0.5) / 2 = 1, b = 2.5, c = 3.5
+    seeds = [_seed_frame(["a", "b", "c"], [1.5, 2.0, 3.0]), _seed_frame(["c", "a", "b"], [4.0, 0.5, 3.0])]
+    ensemble = seed_ensemble(seeds)
+    assert ensemble["id"].tolist() == ["a", "b", "c"] and ensemble["prediction"].tolist() == [1.0, 2.5, 3.5]
+    found = ensemble_metrics(seeds)
+    # errors 0, 0.5, -0.5: MAE 1/3, RMSE sqrt(0.5/3); R² = 1 - 0.5 / SS_tot, SS_tot = 42/9 about the mean 7/3
+    assert found["all"] == {"mae": pytest.approx(1 / 3), "rmse": pytest.approx(math.sqrt(0.5 / 3)),
+                            "r2": pytest.approx(1 - 0.5 / (42 / 9)), "n": 3, "members": 2}
+    assert found["with_structure"]["mae"] == pytest.approx(0.0) and found["with_structure"]["n"] == 1
+    assert found["without_structure"]["mae"] == pytest.approx(0.5) and found["without_structure"]["n"] == 2
+
+
+def test_ensemble_with_forest_is_the_fixed_half_half_blend() -> None:
+    seeds = [_seed_frame(["a", "b", "c"], [1.5, 2.0, 3.0]), _seed_frame(["a", "b", "c"], [0.5, 3.0, 4.0])]
+    forest = [pd.DataFrame({"id": ["a", "b", "c"], "prediction": [2.0, 2.0, 2.0]}),
+              pd.DataFrame({"id": ["b", "a", "c"], "prediction": [2.0, 0.0, 3.0]})]
+    # forest mean over seeds a 1, b 2, c 2.5; blend 0.5 * (1, 2.5, 3.5) + 0.5 * (1, 2, 2.5) = (1, 2.25, 3)
+    found = ensemble_metrics(seeds, forest=forest)
+    assert found["all"]["mae"] == pytest.approx((0 + 0.25 + 1.0) / 3)
+    assert found["all"]["rmse"] == pytest.approx(math.sqrt((0.0625 + 1.0) / 3))
+    assert found["all"]["members"] == 2 and found["without_structure"]["mae"] == pytest.approx(0.625)
+
+
+def test_no_ensemble_when_the_seeds_scored_different_rows() -> None:
+    resplit = [_seed_frame(["a", "b"], [1.0, 2.0]), _seed_frame(["b", "c"], [2.0, 4.0])]
+    assert seed_ensemble(resplit) is None and ensemble_metrics(resplit) is None
+    assert ensemble_metrics([]) is None
+    seeds = [_seed_frame(["a", "b"], [1.0, 2.0])]
+    assert ensemble_metrics(seeds, forest=[pd.DataFrame({"id": ["a"], "prediction": [1.0]})]) is None
+    assert ensemble_metrics(seeds, forest=[]) is None
 
 
 def test_composition_weights_keep_structured_rows_sorted() -> None:

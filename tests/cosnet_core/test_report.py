@@ -93,15 +93,17 @@ def test_table1_rmse_r2_and_baselines_beside_the_modes():
     assert long.loc[("all", "bimodal-aug"), "best"]  # 0.15 beats the forest's 0.3
     shown = result.display()
     assert shown.loc["complete", "random forest on Magpie"] == "0.300 ± 0.000"
-    assert list(shown.columns) == ["test rows", "composition only", "bimodal with augmentation",
+    assert list(shown.columns) == ["test rows", "composition only", "composition only, ensemble of 2 seeds (served)",
+                                   "bimodal with augmentation", "bimodal with augmentation, ensemble of 2 seeds (served)",
                                    "training-set mean", "random forest on Magpie"]
     metrics = result.metrics()
     assert metrics.loc["random forest on Magpie", "R² · complete"] == "0.900"
     assert metrics.loc["composition only", "RMSE · complete"] == f"{(np.sqrt(0.1) + np.sqrt(0.26)) / 2:.3f}"
     assert metrics.loc["training-set mean", "model"] == "baseline"
-    # composition only (0.4) is not better than the forest (0.3); bimodal-aug (0.15) is
+    # composition only's served ensemble (0.4) is not better than the forest (0.3); bimodal-aug's (0.15) is
     (warning,) = result.warnings()
-    assert warning.startswith("composition only is not better than the random forest on Magpie: test MAE 0.4 ")
+    assert warning.startswith("composition only, ensemble of 2 seeds (served) is not better than the random forest on "
+                              "Magpie: test MAE 0.4 against 0.3 (one seed: 0.4 on average).")
 
 
 def test_table1_warns_about_negative_r2():
@@ -109,4 +111,50 @@ def test_table1_warns_about_negative_r2():
     frame["prediction"] = frame["target"] + 10 * (frame["prediction"] - frame["target"])  # errors x 10
     found = table1(frame).warnings()  # no baselines stored: only the R² check
     assert len(found) == 2 and all("below 0" in w for w in found)
-    assert found[0].startswith("composition only has a test R² of -")
+    assert found[0].startswith("composition only, ensemble of 2 seeds (served) has a test R² of -")
+
+
+FOREST_ROWS = [  # as stored with a fixed-test study: one entry per seed, the same test rows
+    {"seed": 0, "train_entry_ids": [5], "test_entry_ids": [1, 2, 3, 4], "predictions": {
+        "mean": [9.0] * 4, "rf_magpie": [1.0, 2.0, 3.0, 4.0]}},
+    {"seed": 1, "train_entry_ids": [5], "test_entry_ids": [4, 3, 2, 1], "predictions": {
+        "mean": [9.0] * 4, "rf_magpie": [5.0, 3.0, 2.0, 2.0]}},
+]
+
+
+def test_table1_has_each_modes_served_ensemble_and_its_blend_with_the_forest():
+    result = table1(_table(), baselines=BASELINES, baseline_rows=FOREST_ROWS)
+    long = result.long.set_index(["subset", "mode"])
+    # composition: seed predictions 1.4/1.6, 1.6/1.4, 3.2/3.4, 3.8/3.6 -> ensemble 1.5, 1.5, 3.3, 3.7: MAE 0.4
+    ensemble = long.loc[("all", "composition:ensemble")]
+    assert ensemble["kind"] == "ensemble" and ensemble["of_mode"] == "composition" and ensemble["n_seeds"] == 2
+    assert ensemble["mae_mean"] == pytest.approx(0.4) and np.isnan(ensemble["mae_std"])
+    # forest mean over seeds 1.5, 2, 3, 4.5; blend (1.5, 1.75, 3.15, 4.1): errors 0.5, 0.25, 0.15, 0.1
+    blend = long.loc[("all", "composition:ensemble+forest")]
+    assert blend["kind"] == "ensemble_with_forest" and blend["mae_mean"] == pytest.approx(0.25)
+    assert long.loc[("with_structure", "composition:ensemble+forest"), "mae_mean"] == pytest.approx(0.375)
+    assert long.loc[("without_structure", "composition:ensemble+forest"), "mae_mean"] == pytest.approx(0.125)
+    # bimodal-aug: ensemble 1.1, 1.9, 3.2, 3.8; blend 1.3, 1.95, 3.1, 4.15: MAE 0.15
+    assert long.loc[("all", "bimodal-aug:ensemble+forest"), "mae_mean"] == pytest.approx(0.15)
+    assert long.loc[("all", "bimodal-aug:ensemble+forest"), "significant_vs_composition"] is None
+    shown = result.display()
+    assert shown.loc["complete", "composition only, ensemble of 2 seeds (served)"] == "0.400"
+    assert shown.loc["complete", "composition only ensemble + forest (50/50)"] == "0.250"
+    assert list(shown.columns)[1:4] == ["composition only", "composition only, ensemble of 2 seeds (served)",
+                                        "composition only ensemble + forest (50/50)"]
+    metrics = result.metrics()
+    assert metrics.loc["composition only ensemble + forest (50/50)", "model"] == "COSNet + forest"
+    assert metrics.loc["bimodal with augmentation, ensemble of 2 seeds (served)", "model"] == "COSNet (served)"
+    # a study stored before the seed protocols: one dictionary for its single split
+    single = table1(_table(), baselines=BASELINES, baseline_rows=FOREST_ROWS[0]).long.set_index(["subset", "mode"])
+    # forest 1, 2, 3, 4 (exact): blend of composition's ensemble = (1.25, 1.75, 3.15, 3.85): MAE 0.2
+    assert single.loc[("all", "composition:ensemble+forest"), "mae_mean"] == pytest.approx(0.2)
+
+
+def test_no_ensemble_rows_when_the_seeds_scored_different_test_rows():
+    frame = _table()
+    resplit = (frame["run_id"] == 2) & (frame["entry_id"] == 1)
+    frame.loc[resplit, "split"] = "val"  # seed 1 of composition did not test entry 1
+    long = table1(frame, baseline_rows=FOREST_ROWS).long
+    assert set(long.loc[long["of_mode"] == "composition", "kind"]) == {"model"}
+    assert {"ensemble", "ensemble_with_forest"} <= set(long.loc[long["of_mode"] == "bimodal-aug", "kind"])

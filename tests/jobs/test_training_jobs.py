@@ -187,6 +187,13 @@ def test_inline_study_with_figure2_hides_structures_and_summarises(db_url, toy_v
             assert {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"} <= set(entry)
             assert entry["n"] == runs[0].test_metrics[subset]["n"]
     assert set(study.results["table1"]["bimodal"]["all"]) >= {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"}
+    # one seed: its ensemble is the run itself; the blend averages it with the forest of the same rows
+    ensemble = study.results["ensemble"]["bimodal"]["all"]
+    assert ensemble["mae"] == pytest.approx(runs[0].test_metrics["all"]["mae"]) and ensemble["members"] == 1
+    model = {p.entry_id: p.value for p in model_rows if p.split == "test"}
+    forest = dict(zip(rows["test_entry_ids"], rows["predictions"]["rf_magpie"], strict=True))
+    blend = [abs(0.5 * model[i] + 0.5 * forest[i] - targets[i]) for i in by_split["test"]]
+    assert study.results["ensemble_with_forest"]["bimodal"]["all"]["mae"] == pytest.approx(sum(blend) / len(blend))
     assert [(row["structure_fraction"], row["mode"]) for row in figure2] == [(0.0, "bimodal"), (1.0, "bimodal")]
     assert figure2[0]["test_mae_mean"] == pytest.approx(runs[1].test_metrics["all"]["mae"])
     assert figure2[1]["test_mae_mean"] == pytest.approx(runs[0].test_metrics["all"]["mae"])

@@ -126,8 +126,10 @@ def test_baselines_stand_beside_the_modes_with_rmse_r2_and_a_plain_warning(app_t
     expected = table1(study_predictions(study_id)).long.set_index(["subset", "mode"])
     assert metrics.loc["composition only", "RMSE · complete"] == f"{expected.loc[('all', 'composition'), 'rmse_mean']:.3f}"
     warnings = [w.value for w in at.warning]
-    assert any(w.startswith("composition only is not better than the random forest on Magpie") for w in warnings)
-    assert any(w.startswith("bimodal with augmentation is not better than the random forest") for w in warnings)
+    assert any(w.startswith("composition only, ensemble of 2 seeds (served) is not better than the random forest on "
+                            "Magpie") for w in warnings)
+    assert any(w.startswith("bimodal with augmentation, ensemble of 2 seeds (served) is not better than the random "
+                            "forest") for w in warnings)
 
 
 @pytest.mark.parametrize(
