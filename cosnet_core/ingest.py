@@ -929,7 +929,9 @@ class IngestResult:
         )
         original = self.raw.frame.loc[unused.index].reset_index(drop=True)
         original.columns = [c if c not in table.columns else f"{c} (file)" for c in original.columns]
-        return pd.concat([table, original], axis=1).to_csv(index=False).encode("utf-8-sig")
+        from cosnet_core.exports import safe_to_csv
+
+        return safe_to_csv(pd.concat([table, original], axis=1), index=False).encode("utf-8-sig")
 
 
 def _match_cif(

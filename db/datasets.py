@@ -783,7 +783,9 @@ def unused_rows_csv(url: str | None, version_id: int) -> bytes:
     dropped = {"entry_id", "composition_amounts", "structure_id", "match_state"}
     rest = [c for c in frame.columns if c not in first and c not in dropped]
     table = frame[first + rest].rename(columns={"raw_formula": "formula", "raw_target": "target (as given)"})
-    return table.to_csv(index=False).encode("utf-8-sig")
+    from cosnet_core.exports import safe_to_csv
+
+    return safe_to_csv(table, index=False).encode("utf-8-sig")
 
 
 def set_shared(url: str | None, dataset_id: int, shared: bool, *, actor: Actor | None = None) -> None:

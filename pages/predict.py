@@ -7,6 +7,7 @@ from pymatgen.core import Structure as PmgStructure
 from cosnet_core.composition import FormulaError, parse_formula
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
+from cosnet_core.exports import safe_to_csv
 from cosnet_core.ingest import IngestError
 from cosnet_core.structure import StructureError, load_structure
 from db.results import model_choices
@@ -128,6 +129,6 @@ with batch:
                 st.warning(f"{len(errors)} row(s) could not be predicted; their reason is in the table.")
             st.dataframe(result, hide_index=True, width="stretch")
             st.download_button(
-                "Download predictions as CSV", result.to_csv(index=False).encode(), file_name="predictions.csv",
+                "Download predictions as CSV", safe_to_csv(result, index=False).encode(), file_name="predictions.csv",
                 mime="text/csv",
             )

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from cosnet_core.exports import safe_to_csv
 from cosnet_core.report import MODE_LABELS, figure2, per_sample, seed_protocol_text, table1
 from db.results import finished_runs, list_studies, study_entries, study_epochs, study_predictions, study_runs
 from ui.results_view import (
@@ -113,7 +114,7 @@ table_columns = {
 table = shown[[c for c in table_columns if c in shown.columns]].rename(columns=table_columns)
 st.dataframe(table, hide_index=True, width="stretch")
 st.download_button(
-    "Download these rows as CSV", table.to_csv(index=False).encode(), file_name=f"study-{study_id}-{mode}.csv",
+    "Download these rows as CSV", safe_to_csv(table, index=False).encode(), file_name=f"study-{study_id}-{mode}.csv",
     mime="text/csv",
 )
 
@@ -174,7 +175,7 @@ st.write(
 if runs["representations"].notna().any():
     export = st.columns(2)
     export[0].download_button(
-        "Representations as CSV", lambda: representations_frame(runs, entries).to_csv(index=False).encode(),
+        "Representations as CSV", lambda: safe_to_csv(representations_frame(runs, entries), index=False).encode(),
         file_name=f"study-{study_id}-representations.csv", mime="text/csv", on_click="ignore",
     )
     export[1].download_button(
