@@ -56,14 +56,16 @@ if predictions.empty:
 target = study.target_label
 
 st.header("Table 1: test error by mode")
-t1 = table1(predictions, baselines=study.results.get("baselines"))
+t1 = table1(predictions, baselines=study.results.get("baselines"), baseline_rows=study.results.get("baseline_rows"))
 st.dataframe(t1.display(), width="stretch")
 st.caption(
     f"Mean absolute error on the test split ({target}), mean ± standard deviation over seeds. ★ marks the best model "
     "of each row; † marks a difference from composition-only learning larger than the sum of the two standard "
     "deviations (the paper's significance criterion). Look at the w/o-structure row: a lower error there means "
     "structures helped rows that have none. The baselines (the training-set mean, and a random forest on Magpie "
-    "composition statistics) are fitted on each seed's training rows and scored on its test rows."
+    "composition statistics) are fitted on each seed's training rows and scored on its test rows. Where every seed "
+    "was tested on the same rows, each mode also shows the ensemble of its seeds (their mean prediction: the model "
+    "served on the Predict page) and that ensemble averaged 50/50 with the forest (a fixed weight, not tuned)."
 )
 st.caption(seed_protocol_text(study.results.get("seed_protocol") or (study.config.get("split") or {}).get("protocol")))
 for warning in t1.warnings():
@@ -75,7 +77,7 @@ elif not study.results.get("baselines"):
 st.dataframe(t1.metrics(), width="stretch")
 st.caption(
     f"MAE, root-mean-square error (both in {target}) and R² (1 is perfect, 0 is no better than the mean of the test "
-    "targets, below 0 is worse) of every model, means over seeds."
+    "targets, below 0 is worse) of every model, means over seeds (an ensemble's own numbers for an ensemble)."
 )
 
 st.header("Predictions per sample")

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from cosnet_core.report import table1
+from db.engine import session_scope
+from db.models import Study
 from db.results import study_predictions
 from tests.pages.results_fixtures import store_study
 
@@ -130,6 +132,38 @@ def test_baselines_stand_beside_the_modes_with_rmse_r2_and_a_plain_warning(app_t
                             "Magpie") for w in warnings)
     assert any(w.startswith("bimodal with augmentation, ensemble of 2 seeds (served) is not better than the random "
                             "forest") for w in warnings)
+
+
+def test_each_mode_shows_its_served_ensemble_and_the_blend_with_the_forest(app_test):
+    # the forest's stored test predictions per seed (entries 9..12 are the test rows of store_study's 12 entries)
+    forest = {s: {"mae_mean": 0.5, "mae_std": 0.0, "rmse_mean": 0.6, "r2_mean": 0.1, "n": n}
+              for s, n in (("all", 4), ("without_structure", 3), ("with_structure", 1))}
+    study_id = store_study(n_entries=12, results={"baselines": {"mean": forest, "rf_magpie": forest}})
+    predictions = study_predictions(study_id)
+    test_ids = sorted(predictions.loc[predictions["split"] == "test", "entry_id"].unique())
+    targets = predictions.drop_duplicates("entry_id").set_index("entry_id")["target"]
+    rows = [{"seed": seed, "train_entry_ids": [], "test_entry_ids": [int(i) for i in test_ids],
+             "predictions": {"rf_magpie": [float(targets[i]) + 1.0 for i in test_ids]}} for seed in (0, 1)]
+    with session_scope() as session:
+        study = session.get(Study, study_id)
+        study.results = {**study.results, "baseline_rows": rows}
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    expected = table1(predictions, baseline_rows=rows).long.set_index(["subset", "mode"])
+    for mode in ("composition", "bimodal-aug"):
+        label = {"composition": "composition only", "bimodal-aug": "bimodal with augmentation"}[mode]
+        served = expected.loc[("all", f"{mode}:ensemble"), "mae_mean"]
+        blend = expected.loc[("all", f"{mode}:ensemble+forest"), "mae_mean"]
+        assert shown.loc["complete", f"{label}, ensemble of 2 seeds (served)"].startswith(f"{served:.3f}")
+        assert shown.loc["complete", f"{label} ensemble + forest (50/50)"].startswith(f"{blend:.3f}")
+        # the blend is the mean of the ensemble and the forest (every forest prediction is the target + 1)
+        ensemble = predictions[(predictions["mode"] == mode) & (predictions["split"] == "test")].groupby(
+            "entry_id")["prediction"].mean()
+        by_hand = (0.5 * ensemble + 0.5 * (targets[ensemble.index] + 1.0) - targets[ensemble.index]).abs().mean()
+        assert blend == pytest.approx(by_hand)
 
 
 @pytest.mark.parametrize(
