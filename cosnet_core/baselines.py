@@ -15,6 +15,9 @@ Torch-free: numpy, pandas, scikit-learn and the Magpie featurizer only.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +25,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cosnet_core.evaluate import subset_metrics, summarize_over_seeds
+from cosnet_core.evaluate import FOREST_BLEND_WEIGHT, subset_metrics, summarize_over_seeds
 
 BASELINES = ("mean", "rf_magpie")
 BASELINE_LABELS = {"mean": "training-set mean", "rf_magpie": "random forest on Magpie"}
 RF_TREES = 500
 RF_RANDOM_STATE = 0
+#: Forests re-fitted for predictions (:func:`forest_predictions`) kept per process, least recently used dropped.
+FOREST_CACHE_SIZE = 16
+_FORESTS: OrderedDict[str, Any] = OrderedDict()
+_FORESTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -185,12 +192,83 @@ def stored_prediction_frames(stored: Any, name: str = "rf_magpie") -> list[pd.Da
     return frames
 
 
+def _fitted_forest(formulas: Sequence[str], targets: Sequence[float]) -> Any:
+    """The forest of :func:`fit_baselines` fitted on these rows, from the per-process cache when it was fitted
+    before (keyed by the formulas, targets and the forest's settings)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from cosnet_core.composition import parse_formula
+    from cosnet_core.descriptors import magpie_features
+
+    digest = hashlib.sha256(repr((RF_TREES, RF_RANDOM_STATE, [str(f) for f in formulas],
+                                  [float(t) for t in targets])).encode()).hexdigest()
+    with _FORESTS_LOCK:
+        if digest in _FORESTS:
+            _FORESTS.move_to_end(digest)
+            return _FORESTS[digest]
+    forest = RandomForestRegressor(n_estimators=RF_TREES, random_state=RF_RANDOM_STATE, n_jobs=1)
+    forest.fit(magpie_features([parse_formula(f) for f in formulas]), np.asarray(targets, dtype=float))
+    with _FORESTS_LOCK:
+        _FORESTS[digest] = forest
+        while len(_FORESTS) > FOREST_CACHE_SIZE:
+            _FORESTS.popitem(last=False)
+    return forest
+
+
+def forest_predictions(
+    training_sets: Sequence[tuple[Sequence[str], Sequence[float]]], compositions: Sequence[Any]
+) -> np.ndarray:
+    """The ``rf_magpie`` baseline for new rows: the mean over seeds of the forests fitted on each seed's training
+    rows, as in ``ensemble_with_forest``.
+
+    Each forest is re-fitted from the training rows stored with the study or the run (formulas and targets, never a
+    pickled model read from disk), with a fixed ``random_state``, so the same rows give the same forest; the fitted
+    forests are cached per process (:data:`FOREST_CACHE_SIZE`).
+
+    Args:
+        training_sets: per seed, the formulas and targets of its training rows.
+        compositions: the rows to predict (pymatgen compositions).
+
+    Returns:
+        One prediction per row.
+
+    Raises:
+        ValueError: no training set, or one without rows.
+    """
+    from cosnet_core.descriptors import magpie_features
+
+    if not training_sets or any(len(formulas) == 0 for formulas, _ in training_sets):
+        raise ValueError("the forest needs the training rows of at least one seed")
+    if len(compositions) == 0:
+        return np.zeros(0)
+    features = magpie_features(list(compositions))
+    return np.mean([_fitted_forest(formulas, targets).predict(features) for formulas, targets in training_sets],
+                   axis=0)
+
+
+def blend_with_forest(ensemble_prediction: Sequence[float], forest_prediction: Sequence[float]) -> np.ndarray:
+    """The seed ensemble averaged with the forest with the fixed weight of ``ensemble_with_forest``
+    (:data:`cosnet_core.evaluate.FOREST_BLEND_WEIGHT` = 1/2, not tuned on anything).
+
+    Args:
+        ensemble_prediction: the seed ensemble's predictions.
+        forest_prediction: :func:`forest_predictions` of the same rows.
+
+    Returns:
+        The blended predictions.
+    """
+    ensemble = np.asarray(ensemble_prediction, dtype=float)
+    return FOREST_BLEND_WEIGHT * ensemble + (1.0 - FOREST_BLEND_WEIGHT) * np.asarray(forest_prediction, dtype=float)
+
+
 __all__ = [
     "BASELINES",
     "BASELINE_LABELS",
     "BaselineCache",
     "BaselineRun",
+    "blend_with_forest",
     "fit_baselines",
+    "forest_predictions",
     "stored_prediction_frames",
     "summarize_baselines",
 ]

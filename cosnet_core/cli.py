@@ -19,6 +19,9 @@
 
 ``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``: with a folder of seeds (what
 ``train`` writes), the prediction is the seeds' ensemble mean and ``prediction_std`` their spread (the uncertainty).
+With ``--with-forest`` the prediction is that mean averaged 50/50 with the random forest on Magpie (re-fitted on each
+seed's training rows from ``predictions.csv``, never loaded from a file), and ``prediction_ensemble`` and
+``prediction_forest`` hold the two parts.
 ``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``: per mode and subset the mean ± std
 over seeds, ``kind`` "model", the seed ensemble, "ensemble", and its 50/50 blend with the forest,
 "ensemble_with_forest", with ``members``; then the baselines, "baseline"), Table 2 (``table2.csv``) and Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
@@ -146,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_arguments(predict, with_target=False)
     predict.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
     predict.add_argument("--device", default="cpu")
+    predict.add_argument(
+        "--with-forest", action="store_true",
+        help="serve the seed ensemble averaged 50/50 with the random forest on Magpie (metrics.json's "
+        "ensemble_with_forest); the forests are re-fitted on each seed's training rows listed in --model's "
+        "predictions.csv",
+    )
 
     pretrain = commands.add_parser(
         "pretrain", help="pretrain the composition encoder g_C on large computed tables (for --init-from)"
@@ -422,11 +431,43 @@ def command_predict(args: argparse.Namespace) -> int:
         member.model.to(args.device)
     table = ensemble.predict(samples)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
+    columns = list(PREDICT_COLUMNS)
+    if args.with_forest:
+        from cosnet_core.baselines import blend_with_forest, forest_predictions
+
+        forest = forest_predictions(_training_sets(args.model), [s.composition for s in samples])
+        table["prediction_ensemble"] = table["prediction"]
+        table["prediction_forest"] = forest
+        table["prediction"] = blend_with_forest(table["prediction_ensemble"], forest)
+        columns += ["prediction_ensemble", "prediction_forest"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    safe_to_csv(table[list(PREDICT_COLUMNS)], args.out, index=False)
+    safe_to_csv(table[columns], args.out, index=False)
     spread = " (prediction_std is their spread)" if len(ensemble.members) > 1 else " (no spread from one model)"
-    _say(f"{len(table)} prediction(s) from the ensemble of {len(ensemble.members)} model(s){spread} written to {args.out}")
+    blend = (" averaged 50/50 with the random forest on Magpie (prediction_ensemble and prediction_forest are the two "
+             "parts)" if args.with_forest else "")
+    _say(f"{len(table)} prediction(s) from the ensemble of {len(ensemble.members)} model(s){spread}{blend} written to "
+         f"{args.out}")
     return 0
+
+
+def _training_sets(model: Path) -> list[tuple[list[str], list[float]]]:
+    """Per seed, the formulas and targets of its training rows, from the ``predictions.csv`` that ``train`` wrote
+    beside the models (the rows the seed's forest baseline was fitted on, in the same order)."""
+    folder = model if model.is_dir() else model.parent
+    path = next((p / "predictions.csv" for p in (folder, folder.parent) if (p / "predictions.csv").is_file()), None)
+    if path is None:
+        raise CliError(f"--with-forest needs the folder written by 'train' (its predictions.csv lists the training "
+                       f"rows); none found at {folder}")
+    rows = pd.read_csv(path, dtype={"id": str, "composition": str}, keep_default_na=False)
+    missing = {"seed", "split", "composition", "target"} - set(rows.columns)
+    if missing:
+        raise CliError(f"{path} lacks the columns {sorted(missing)}")
+    train = rows[rows["split"] == "train"]
+    sets = [(group["composition"].tolist(), group["target"].astype(float).tolist())
+            for _, group in train.groupby("seed", sort=True)]
+    if not sets:
+        raise CliError(f"{path} lists no training row")
+    return sets
 
 
 def command_reproduce(args: argparse.Namespace) -> int:

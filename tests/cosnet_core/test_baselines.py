@@ -84,3 +84,27 @@ def test_baselines_module_imports_no_torch() -> None:
     code = "import sys, cosnet_core.baselines; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_forest_for_new_rows_is_refitted_from_training_rows_deterministic_and_cached() -> None:
+    from cosnet_core import baselines
+    from cosnet_core.baselines import blend_with_forest, forest_predictions
+
+    formulas = ["NaCl", "KBr", "LiF", "MgO"]
+    sets = [(formulas, [1.0, 2.0, 3.0, 6.0]), (formulas[:3], [1.0, 2.0, 3.0])]
+    new = [r.composition for r in TEST]
+    baselines._FORESTS.clear()
+    first = forest_predictions(sets, new)
+    assert len(baselines._FORESTS) == 2  # one forest per training set, kept for the next call
+    cached = dict(baselines._FORESTS)
+    again = forest_predictions(sets, new)
+    assert all(baselines._FORESTS[key] is forest for key, forest in cached.items())
+    np.testing.assert_array_equal(first, again)
+    baselines._FORESTS.clear()
+    np.testing.assert_array_equal(first, forest_predictions(sets, new))  # re-fitted: the same forest (random_state)
+    # the mean over seeds of the study's own forest baseline on those rows (fit_baselines, 500 trees)
+    by_seed = [fit_baselines(TRAIN, TEST).predictions["rf_magpie"], fit_baselines(TRAIN[:3], TEST).predictions["rf_magpie"]]
+    np.testing.assert_allclose(first, np.mean(by_seed, axis=0))
+    np.testing.assert_allclose(blend_with_forest([2.0, 4.0, 6.0], [4.0, 4.0, 4.0]), [3.0, 4.0, 5.0])
+    with pytest.raises(ValueError, match="training rows of at least one seed"):
+        forest_predictions([], new)

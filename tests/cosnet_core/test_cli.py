@@ -125,6 +125,25 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     assert predicted["has_structure"].tolist() == [False, True]
     assert (predicted["prediction_std"] > 0).all()  # two seeds disagree a little
 
+    # --with-forest on the test rows: the forest part is the mean over seeds of the study's own forest baselines
+    # (re-fitted on each seed's training rows from predictions.csv), the prediction the fixed 50/50 blend
+    test_rows = predictions[(predictions["seed"] == 0) & (predictions["split"] == "test")]
+    tested = tmp_path / "tested.csv"
+    test_rows[["id", "composition"]].to_csv(tested, index=False)
+    blended_path = tmp_path / "blend.csv"
+    status = main(["predict", "--model", str(out), "--data", str(tested), "--formula-col", "composition",
+                   "--id-col", "id", "--out", str(blended_path), "--with-forest"])
+    assert status == 0 and "averaged 50/50 with the random forest" in capsys.readouterr().err
+    blended = pd.read_csv(blended_path).set_index("id")
+    assert list(blended.columns[-2:]) == ["prediction_ensemble", "prediction_forest"]
+    forest = baselines[baselines["baseline"] == "rf_magpie"].groupby("id")["prediction"].mean()
+    assert blended["prediction_forest"].to_numpy() == pytest.approx(forest.loc[blended.index].to_numpy())
+    assert blended["prediction"].to_numpy() == pytest.approx(
+        0.5 * blended["prediction_ensemble"].to_numpy() + 0.5 * blended["prediction_forest"].to_numpy())
+    status = main(["predict", "--model", str(out / "models" / "seed_0.pt"), "--data", str(tested), "--formula-col",
+                   "composition", "--out", str(tmp_path / "one.csv"), "--with-forest"])
+    assert status == 0  # one seed's artifact: its folder's predictions.csv is found one level up
+
 
 def test_fatal_errors_exit_with_one_line(tmp_path, table, capsys) -> None:
     path, _ = table
@@ -136,6 +155,16 @@ def test_fatal_errors_exit_with_one_line(tmp_path, table, capsys) -> None:
     status = main(["predict", "--model", str(tmp_path / "none"), "--data", str(path), "--formula-col", "formula",
                    "--out", str(tmp_path / "p.csv")])
     assert status == 2 and "no such model" in capsys.readouterr().err
+
+
+def test_with_forest_needs_the_training_rows(tmp_path, capsys) -> None:
+    from cosnet_core.cli import _training_sets
+
+    with pytest.raises(Exception, match="--with-forest needs the folder written by 'train'"):
+        _training_sets(tmp_path)
+    pd.DataFrame({"id": ["a", "b", "c"], "composition": ["NaN", "LiF", "KCl"], "split": ["train", "train", "test"],
+                  "seed": [1, 0, 0], "target": [1.0, 2.0, 3.0]}).to_csv(tmp_path / "predictions.csv", index=False)
+    assert _training_sets(tmp_path) == [(["LiF"], [2.0]), (["NaN"], [1.0])]  # per seed; NaN is sodium nitride
 
 
 def test_reproduce_writes_tables_and_figure_2(table, tmp_path) -> None:
