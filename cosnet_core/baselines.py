@@ -261,11 +261,34 @@ def blend_with_forest(ensemble_prediction: Sequence[float], forest_prediction: S
     return FOREST_BLEND_WEIGHT * ensemble + (1.0 - FOREST_BLEND_WEIGHT) * np.asarray(forest_prediction, dtype=float)
 
 
+def add_forest_blend(
+    table: pd.DataFrame, training_sets: Sequence[tuple[Sequence[str], Sequence[float]]], compositions: Sequence[Any]
+) -> pd.DataFrame:
+    """Serve the ensemble + forest blend: ``prediction`` becomes :func:`blend_with_forest` of the seed ensemble and
+    :func:`forest_predictions`; the two parts are kept as ``prediction_ensemble`` and ``prediction_forest``.
+
+    Args:
+        table: predictions of the seed ensemble (a ``prediction`` column, one row per composition).
+        training_sets: per seed, the formulas and targets of its training rows.
+        compositions: the compositions of the rows of ``table``, in order.
+
+    Returns:
+        A copy of ``table`` with the blend.
+    """
+    forest = forest_predictions(training_sets, compositions)
+    blended = table.copy()
+    blended["prediction_ensemble"] = blended["prediction"]
+    blended["prediction_forest"] = forest
+    blended["prediction"] = blend_with_forest(blended["prediction_ensemble"], forest)
+    return blended
+
+
 __all__ = [
     "BASELINES",
     "BASELINE_LABELS",
     "BaselineCache",
     "BaselineRun",
+    "add_forest_blend",
     "blend_with_forest",
     "fit_baselines",
     "forest_predictions",

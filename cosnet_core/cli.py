@@ -433,12 +433,9 @@ def command_predict(args: argparse.Namespace) -> int:
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     columns = list(PREDICT_COLUMNS)
     if args.with_forest:
-        from cosnet_core.baselines import blend_with_forest, forest_predictions
+        from cosnet_core.baselines import add_forest_blend
 
-        forest = forest_predictions(_training_sets(args.model), [s.composition for s in samples])
-        table["prediction_ensemble"] = table["prediction"]
-        table["prediction_forest"] = forest
-        table["prediction"] = blend_with_forest(table["prediction_ensemble"], forest)
+        table = add_forest_blend(table, _training_sets(args.model), [s.composition for s in samples])
         columns += ["prediction_ensemble", "prediction_forest"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     safe_to_csv(table[columns], args.out, index=False)

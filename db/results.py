@@ -194,12 +194,14 @@ class ModelChoice:
         paths: its artifact files (one per seed).
         mode: the training mode.
         served: True for a study's served model (the ensemble of all its seeds), False for a single run.
+        run_ids: the runs behind it (their training rows re-fit the forest of :func:`training_sets`).
     """
 
     label: str
     paths: tuple[str, ...]
     mode: str
     served: bool = False
+    run_ids: tuple[int, ...] = ()
 
 
 def model_choices(url: str | None = None, *, username: str | None = None, is_admin: bool = True) -> list[ModelChoice]:
@@ -220,17 +222,17 @@ def model_choices(url: str | None = None, *, username: str | None = None, is_adm
     )
     with session_scope(url) as session:
         rows = session.execute(query).all()
-    ensembles: dict[tuple[int, str], list[tuple[str, float | None]]] = {}
+    ensembles: dict[tuple[int, str], list[tuple[str, float | None, int]]] = {}
     names: dict[int, str] = {}
     singles = []
     for study_id, study_name, run_id, mode, seed, val_mae, path in rows:
-        singles.append(ModelChoice(f"run {run_id}: {mode}, seed {seed}", (path,), mode))
+        singles.append(ModelChoice(f"run {run_id}: {mode}, seed {seed}", (path,), mode, run_ids=(run_id,)))
         if study_id is not None:
-            ensembles.setdefault((study_id, mode), []).append((path, val_mae))
+            ensembles.setdefault((study_id, mode), []).append((path, val_mae, run_id))
             names[study_id] = study_name
 
-    def validation(members: list[tuple[str, float | None]]) -> float:
-        values = [v for _, v in members if v is not None and math.isfinite(v)]
+    def validation(members: list[tuple[str, float | None, int]]) -> float:
+        values = [v for _, v, _ in members if v is not None and math.isfinite(v)]
         return sum(values) / len(values) if values else math.inf
 
     served = []
@@ -240,6 +242,34 @@ def model_choices(url: str | None = None, *, username: str | None = None, is_adm
         note = f", validation MAE {score:.3g}" if math.isfinite(score) else ""
         served.append(ModelChoice(
             f"study {study_id} '{names[study_id]}': {mode}, {seeds}{note}",
-            tuple(sorted(path for path, _ in members)), mode, served=True,
+            tuple(sorted(path for path, _, _ in members)), mode, served=True,
+            run_ids=tuple(sorted(run_id for _, _, run_id in members)),
         ))
     return served + singles
+
+
+def training_sets(run_ids: tuple[int, ...] | list[int], url: str | None = None) -> list[tuple[list[str], list[float]]]:
+    """Per run, the formulas and targets of its training rows, in the order the run's jobs read them (the rows its
+    forest baseline was fitted on): what :func:`cosnet_core.baselines.forest_predictions` re-fits the forest from.
+
+    Args:
+        run_ids: the runs (e.g. :attr:`ModelChoice.run_ids`, already filtered by visibility).
+        url: database URL.
+
+    Returns:
+        One ``(formulas, targets)`` per run that stored training rows, in ``run_ids`` order.
+    """
+    query = (
+        select(Prediction.run_id, Entry.composition, Entry.raw_formula, Prediction.target)
+        .join(Entry, Prediction.entry_id == Entry.id)
+        .where(Prediction.run_id.in_(list(run_ids)), Prediction.split == "train", Prediction.target.is_not(None))
+        .order_by(Prediction.run_id, Entry.row_number, Entry.id)
+    )
+    with session_scope(url) as session:
+        rows = session.execute(query).all()
+    found: dict[int, tuple[list[str], list[float]]] = {}
+    for run_id, composition, raw_formula, target in rows:
+        formulas, targets = found.setdefault(run_id, ([], []))
+        formulas.append(composition or raw_formula)
+        targets.append(float(target))
+    return [found[run_id] for run_id in run_ids if run_id in found]
