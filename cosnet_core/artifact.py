@@ -123,6 +123,26 @@ class TrainedModel:
         return predict_samples(self, samples, cache=cache, device=device)
 
 
+def _require_finite(path: Path, artifact: dict) -> None:
+    """Refuse an artifact whose weights or target scaling hold NaN or infinity (a damaged or altered file would
+    otherwise give NaN or infinite predictions without a word). Names the file, not its folder."""
+    state = artifact.get("state_dict") or {}
+    bad = [name for name, tensor in state.items()
+           if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ArtifactError(f"{path.name}: the weights {bad[0]!r} hold NaN or infinite values; the file is damaged "
+                            "or was altered")
+    try:
+        mean, std = float(artifact["target_mean"]), float(artifact["target_std"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{path.name}: the target scaling is missing or not a number") from error
+    from cosnet_core.tabular import MAX_ABS_TARGET
+
+    if not (math.isfinite(mean) and math.isfinite(std) and 0 < std <= MAX_ABS_TARGET and abs(mean) <= MAX_ABS_TARGET):
+        raise ArtifactError(f"{path.name}: the target scaling (mean {mean}, std {std}) is not usable; the file is "
+                            "damaged or was altered")
+
+
 def load_artifact(path: str | Path) -> TrainedModel:
     """Read an artifact with ``torch.load(weights_only=True)`` and rebuild the model.
 
@@ -154,6 +174,7 @@ def load_artifact(path: str | Path) -> TrainedModel:
         raise ArtifactError(f"{path}: not a COSNet artifact")
     if artifact.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
         raise ArtifactError(f"{path}: written by a newer COSNet Studio (format {artifact['format_version']})")
+    _require_finite(path, artifact)
     config = TrainConfig.from_dict(artifact["train_config"])
     model = CosNet(CosNetConfig.from_dict(artifact["cosnet_config"]))
     try:

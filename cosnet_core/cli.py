@@ -205,6 +205,20 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
     )
 
 
+def _blank_unusable_predictions(table: pd.DataFrame) -> None:
+    """Never a silent NaN or inf: rows whose prediction is not finite or beyond ±MAX_ABS_TARGET are left empty
+    and named on stderr."""
+    from cosnet_core.tabular import MAX_ABS_TARGET
+
+    values = table["prediction"].astype(float)
+    unusable = ~np.isfinite(values) | (values.abs() > MAX_ABS_TARGET)
+    if unusable.any():
+        table.loc[unusable, ["prediction", "prediction_std"]] = np.nan
+        ids = ", ".join(map(str, table.loc[unusable, "id"].head(10)))
+        _say(f"{int(unusable.sum())} row(s) got no usable prediction (NaN, infinite or beyond ±{MAX_ABS_TARGET:g}); "
+             f"their prediction is left empty: {ids}")
+
+
 def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Path) -> list:
     from cosnet_core.embeddings import load_element_embedding
     from cosnet_core.tabular import read_table
@@ -430,6 +444,7 @@ def command_predict(args: argparse.Namespace) -> int:
     for member in ensemble.members:
         member.model.to(args.device)
     table = ensemble.predict(samples)
+    _blank_unusable_predictions(table)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     columns = list(PREDICT_COLUMNS)
     if args.with_forest:

@@ -21,6 +21,11 @@ from cosnet_core.embeddings import ElementEmbedding
 # An element symbol followed by an explicit zero amount ("Fe0O3", "Li0.0"); pymatgen drops such elements silently.
 _ZERO_AMOUNT = re.compile(r"[A-Z][a-z]?(?:0+(?:\.0*)?|\.0+)(?![\d.])")
 _INVISIBLE = "\ufeff\u200b\u200c\u200d\u00a0"
+# Every number written in a formula (amounts and mixture coefficients, with an optional exponent).
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# The amounts a formula may hold: beyond these a float loses the composition (1e400 is infinite, 1e-400 is zero,
+# and fractions of 1 in 1e13 vanish next to 1); no experimental table needs them.
+MIN_AMOUNT, MAX_AMOUNT = 1e-6, 1e6
 
 
 class FormulaError(ValueError):
@@ -72,6 +77,11 @@ def parse_formula(text: str) -> Composition:
         raise FormulaError(text, "the formula is empty")
     if _ZERO_AMOUNT.search(cleaned):
         raise FormulaError(text, "an element has a zero amount")
+    for number in _NUMBER.findall(cleaned):
+        amount = float(number)
+        written_zero = not any(d in "123456789" for d in number.lower().split("e")[0])
+        if not written_zero and not MIN_AMOUNT <= amount <= MAX_AMOUNT:
+            raise FormulaError(text, f"the amount {number} is outside {MIN_AMOUNT:g} to {MAX_AMOUNT:g}")
     try:
         composition = Composition(cleaned)
     except Exception as error:  # pymatgen raises ValueError and others with terse messages
@@ -82,8 +92,8 @@ def parse_formula(text: str) -> Composition:
         raise FormulaError(text, f"unknown element(s) {', '.join(unknown)}")
     if len(composition) == 0 or composition.num_atoms <= 0:
         raise FormulaError(text, "the formula has no atoms")
-    if any(amount <= 0 for amount in composition.values()):
-        raise FormulaError(text, "an element has a zero or negative amount")
+    if any(not 0 < amount < float("inf") for amount in composition.values()):
+        raise FormulaError(text, "an element has a zero, negative or infinite amount")
     return composition
 
 

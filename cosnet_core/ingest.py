@@ -51,6 +51,7 @@ from typing import Literal
 import pandas as pd
 
 from cosnet_core.composition import FormulaError, parse_formula
+from cosnet_core.tabular import target_too_large
 
 MB = 1024 * 1024
 
@@ -1066,6 +1067,10 @@ def clean_table(
                     target = math.log10(value)
             else:
                 target = value
+            too_large = target_too_large(target) if target is not None else None
+            if too_large:
+                problems.append(too_large)
+                target = None
         if parsed.censored and not parsed.problem and target is not None:
             bound = f"{parsed.censored}{parsed.value:g}"
             if options.censored == "exclude":

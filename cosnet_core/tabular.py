@@ -77,6 +77,19 @@ def _require_columns(frame: pd.DataFrame, path: Path, **columns: str | None) -> 
             raise TableError(f"{path}: no column {name!r} (given as {role}); columns are: {available}")
 
 
+# Largest |target| (after the transform) accepted. A model cannot learn from larger values (1e308 overflows any
+# mean, loss or prediction into inf/NaN); a property that large needs another unit or its log10.
+MAX_ABS_TARGET = 1e15
+
+
+def target_too_large(value: float) -> str | None:
+    """Why a (transformed) target cannot be learned from, or None when it can."""
+    if abs(value) > MAX_ABS_TARGET:
+        return (f"the target {value:g} is beyond ±{MAX_ABS_TARGET:g}: too large to learn from (check the unit, "
+                "or store log10 of it)")
+    return None
+
+
 def parse_target(text: str, transform: TargetTransform = "none") -> float:
     """A target cell as a float.
 
@@ -88,7 +101,8 @@ def parse_target(text: str, transform: TargetTransform = "none") -> float:
         The value.
 
     Raises:
-        ValueError: empty, not a number (censored values such as ``<1E-10`` included), not finite, or ≤ 0 for log10.
+        ValueError: empty, not a number (censored values such as ``<1E-10`` included), not finite, ≤ 0 for log10,
+            or beyond ±``MAX_ABS_TARGET`` after the transform.
     """
     cleaned = text.strip().replace("\u2212", "-")
     if not cleaned:
@@ -105,6 +119,9 @@ def parse_target(text: str, transform: TargetTransform = "none") -> float:
         if value <= 0:
             raise ValueError("the target must be positive to take log10")
         value = math.log10(value)
+    problem = target_too_large(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db.access import Actor, require_dataset_owner, visible_datasets
@@ -440,6 +442,18 @@ def _store_version(
     return version
 
 
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Turn the database's 'disk full' and similar failures of an import into a :class:`DatasetStoreError` (the
+    transaction is rolled back, so nothing is stored)."""
+    try:
+        yield
+    except OperationalError as error:
+        text = str(error.orig or error).lower()
+        reason = "the server's disk is full" if "full" in text or "space" in text else "the database refused the write"
+        raise DatasetStoreError(f"{reason}; nothing was stored (ask an administrator)") from error
+
+
 def create_dataset(
     url: str | None,
     result: IngestResult,
@@ -474,7 +488,7 @@ def create_dataset(
     name = name.strip()
     if not name:
         raise DatasetStoreError("give the dataset a name")
-    with session_scope(url) as session:
+    with _storage_errors(), session_scope(url) as session:
         dataset = Dataset(name=name[:200], description=description, owner=created_by)
         session.add(dataset)
         version = _store_version(
@@ -525,7 +539,7 @@ def add_version(
         DatasetStoreError: unknown dataset, a parent from another dataset, or no row kept.
         AccessDenied: the actor may not change this dataset. Nothing is stored then.
     """
-    with session_scope(url) as session:
+    with _storage_errors(), session_scope(url) as session:
         if actor is not None:
             require_dataset_owner(session, dataset_id, actor)
         dataset = session.get(Dataset, dataset_id)

@@ -1,5 +1,8 @@
 """Predict: a trained model or a study's seed ensemble on new compositions, with or without structures."""
 
+import csv
+import math
+
 import pandas as pd
 import streamlit as st
 from pymatgen.core import Structure as PmgStructure
@@ -10,12 +13,20 @@ from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.exports import safe_to_csv
 from cosnet_core.ingest import IngestError
 from cosnet_core.structure import StructureError, load_structure
+from cosnet_core.tabular import MAX_ABS_TARGET
 from db.results import model_choices
 from db.structures import structures_of_formula
-from ui.predict_view import TableError, batch_result, load_models, predict_in_chunks, read_batch
+from ui.predict_view import (
+    ArtifactError,
+    TableError,
+    batch_result,
+    load_models,
+    predict_in_chunks,
+    read_batch,
+)
 from ui.state import database, visibility
 from ui.structure_viewer import structure_viewer
-from ui.text import md_escape
+from ui.text import md_escape, md_quote
 
 url = database()
 st.title("Predict")
@@ -32,7 +43,11 @@ choice = labels[st.selectbox(
     help="Each study serves the ensemble of its seeds (listed first; per study, the mode with the lowest validation "
     "error first); single runs follow.",
 )]
-ensemble = load_models(choice.paths)
+try:
+    ensemble = load_models(choice.paths)
+except ArtifactError as error:  # a damaged or altered model file: say which, never predict NaN with it
+    st.error(f"This model cannot be used: {md_escape(error)}. Choose another one or train again.")
+    st.stop()
 uses_structures = choice.mode != "composition"
 embedding_name = ensemble.members[0].config.embedding
 st.caption(
@@ -85,6 +100,10 @@ with single:
         else:
             sample = Sample(id="input", composition=composition, target=None, structure=structure, formula=formula)
             row = ensemble.predict([sample]).iloc[0]
+            if not math.isfinite(row["prediction"]) or abs(row["prediction"]) > MAX_ABS_TARGET:
+                st.error("The model gives no usable prediction for this material (NaN, infinite or beyond ±1e15); "
+                         "nothing is shown.")
+                st.stop()
             columns = st.columns(3)
             columns[0].metric("Prediction", f"{row['prediction']:.3f}")
             columns[1].metric("Ensemble std", f"{row['prediction_std']:.3f}")
@@ -99,9 +118,13 @@ with batch:
     table_file = st.file_uploader("Table", type=["csv", "tsv"], key="predict-table")
     zip_file = st.file_uploader("CIF zip (optional)", type=["zip"], key="predict-zip") if uses_structures else None
     if table_file is not None:
+        if not table_file.getvalue().strip():
+            st.error(f"The table {md_quote(table_file.name)} is empty: give a header line and one formula per row.")
+            st.stop()
+        separator = "\t" if table_file.name.lower().endswith(".tsv") else ","  # as the batch reader reads it
         try:
-            header = pd.read_csv(table_file, nrows=0, sep=None, engine="python", encoding="utf-8-sig").columns
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+            header = pd.read_csv(table_file, nrows=0, sep=separator, encoding="utf-8-sig").columns
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as error:
             st.error(f"The table cannot be read: {md_escape(error)}")
             st.stop()
         columns = list(header)
@@ -125,8 +148,9 @@ with batch:
             predicted = predict_in_chunks(ensemble, samples, lambda f: bar.progress(f, text="Predicting…"))
             bar.progress(1.0, text=f"Predicted {len(samples)} row(s).")
             result = batch_result(samples, predicted, errors)
-            if not errors.empty:
-                st.warning(f"{len(errors)} row(s) could not be predicted; their reason is in the table.")
+            n_refused = int((result["reason"].fillna("") != "").sum())
+            if n_refused:
+                st.warning(f"{n_refused} row(s) could not be predicted; their reason is in the table.")
             st.dataframe(result, hide_index=True, width="stretch")
             st.download_button(
                 "Download predictions as CSV", safe_to_csv(result, index=False).encode(), file_name="predictions.csv",

@@ -574,6 +574,14 @@ def upload_section(url: str, limits: IngestLimits) -> None:
     settings: dict[str, Any] = {"table_filename": name}
     if archive is not None:
         settings["cif_zip"] = {"filename": archive["name"], "sha256": archive["sha256"]}
+    try:  # the files first: a full disk stops the import before anything is stored
+        save_upload(data, table["sha256"])  # kept for re-cleaning later
+        if archive is not None:
+            save_upload(archive["data"], archive["sha256"])
+    except OSError as error:
+        st.error(f"Nothing was imported: the upload cannot be kept on the server ({md_escape(error.strerror or error)}). "
+                 "Ask an administrator to free disk space, then import again.")
+        return
     try:
         if target is None:
             stored = create_dataset(
@@ -588,9 +596,6 @@ def upload_section(url: str, limits: IngestLimits) -> None:
     except (DatasetStoreError, AccessDenied) as error:
         st.error(f"Nothing was imported: {md_escape(error)}")
         return
-    save_upload(data, table["sha256"])  # kept for re-cleaning later
-    if archive is not None:
-        save_upload(archive["data"], archive["sha256"])
     set_active_version(stored.version_id)
     st.session_state[FLASH_KEY] = f"Imported {md_quote(name)} as version {stored.number}."
     _forget_upload()

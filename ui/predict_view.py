@@ -6,15 +6,18 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cosnet_core.artifact import Ensemble, load_artifact
+from cosnet_core.artifact import ArtifactError, Ensemble, load_artifact
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.ingest import IngestError, IngestLimits, read_cif_zip
-from cosnet_core.tabular import TableError, read_table
+from cosnet_core.tabular import MAX_ABS_TARGET, TableError, read_table
 
+NOT_FINITE = ("prediction: the model gives no usable value for this row (NaN, infinite or beyond ±1e15, the "
+              "largest target a model learns from); it is not shown")
 RESULT_COLUMNS = ["line", "id", "composition", "prediction", "prediction_std", "has_structure", "w_c", "reason"]
 
 
@@ -77,6 +80,11 @@ def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.
         line=[int(s.id[3:]) if s.id.startswith("row") and s.id[3:].isdigit() else None for s in samples],
         reason="",
     )
+    values = good["prediction"].astype(float)
+    not_finite = ~np.isfinite(values) | (values.abs() > MAX_ABS_TARGET)
+    if not_finite.any():  # never a silent NaN or inf: the row says so
+        good.loc[not_finite, ["prediction", "prediction_std"]] = np.nan
+        good.loc[not_finite, "reason"] = NOT_FINITE
     bad = pd.DataFrame({
         "line": errors["line"], "id": errors["id"], "composition": errors["value"].astype(str),
         "reason": errors["column"].astype(str) + ": " + errors["reason"].astype(str),
@@ -84,4 +92,4 @@ def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.
     return pd.concat([good, bad], ignore_index=True).reindex(columns=RESULT_COLUMNS)
 
 
-__all__ = ["RESULT_COLUMNS", "TableError", "batch_result", "load_models", "predict_in_chunks", "read_batch"]
+__all__ = ["NOT_FINITE", "RESULT_COLUMNS", "ArtifactError", "TableError", "batch_result", "load_models", "predict_in_chunks", "read_batch"]
