@@ -31,6 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from db import audit
 from db.access import Actor, require_dataset_owner, visible_datasets
 from db.config import artifacts_dir, data_dir
 from db.engine import session_scope
@@ -816,7 +817,10 @@ def set_shared(url: str | None, dataset_id: int, shared: bool, *, actor: Actor |
     """
     with session_scope(url) as session:
         require_dataset_owner(session, dataset_id, actor)
-        session.get(Dataset, dataset_id).shared = bool(shared)  # type: ignore[union-attr]
+        dataset = session.get(Dataset, dataset_id)
+        dataset.shared = bool(shared)  # type: ignore[union-attr]
+        audit.record(session, "share" if shared else "unshare", actor.username if actor else None,
+               f"dataset {dataset_id} {dataset.name!r}")  # type: ignore[union-attr]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -934,8 +938,11 @@ def delete_dataset(url: str | None, dataset_id: int, *, actor: Actor | None = No
             require_dataset_owner(session, dataset_id, actor)
         version_ids = _version_ids(session, dataset_id, None)
         removed = _dependents(session, version_ids)
+        target = f"dataset {dataset_id} {session.get(Dataset, dataset_id).name!r}"  # type: ignore[union-attr]
         hashes = _upload_hashes(session, version_ids)
         paths = _delete_versions(session, version_ids)
+        audit.record(session, "delete_dataset", actor.username if actor else None, target, versions=removed.versions,
+                     studies=removed.studies, runs=removed.n_runs, models=removed.n_models)
         session.execute(delete(Dataset).where(Dataset.id == dataset_id))
         unreferenced = hashes - _upload_hashes(session, None)
     _remove_artifact_files(paths)
@@ -965,8 +972,11 @@ def delete_version(url: str | None, version_id: int, *, actor: Actor | None = No
         version_ids = _version_ids(session, None, version_id)
         dataset_id = session.get(DatasetVersion, version_id).dataset_id  # type: ignore[union-attr]
         removed = _dependents(session, version_ids)
+        target = f"dataset {dataset_id} {session.get(Dataset, dataset_id).name!r} {removed.versions[0]}"  # type: ignore[union-attr]
         hashes = _upload_hashes(session, version_ids)
         paths = _delete_versions(session, version_ids)
+        audit.record(session, "delete_version", actor.username if actor else None, target,
+                     studies=removed.studies, runs=removed.n_runs, models=removed.n_models)
         remaining = session.scalar(
             select(func.count()).select_from(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)
         )

@@ -37,6 +37,10 @@ ENTRY_MATCH_STATES = ("unmatched", "no_candidate", "unambiguous", "ambiguous", "
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 STRUCTURE_SOURCES = ("upload", "materials_project", "library", "dataset")
 MODES = ("composition", "bimodal-aug", "bimodal")
+AUDIT_ACTIONS = (
+    "login", "login_failed", "login_locked", "logout", "share", "unshare", "delete_dataset", "delete_version",
+    "user_created", "user_disabled", "user_enabled",
+)
 
 
 # SQLite AUTOINCREMENT: an id is never handed out twice, even after the newest row is deleted (migration 0002).
@@ -380,3 +384,21 @@ class ModelArtifact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="artifact")
+
+
+class AuditEvent(Base):
+    """Who did what, when: logins (successful, failed, refused while locked), shares, deletions, account changes.
+
+    Written in the same transaction as the change it records; never updated or deleted by the app.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_username_action", "username", "action"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(200))  # who acted (or tried to log in)
+    action: Mapped[str] = mapped_column(String(40))  # one of AUDIT_ACTIONS
+    target: Mapped[str | None] = mapped_column(String(500))  # e.g. "dataset 3 'li conductors'"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+

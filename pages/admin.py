@@ -3,7 +3,16 @@
 import pandas as pd
 import streamlit as st
 
-from db.users import AccountError, create_user, list_users, set_disabled
+from db.audit import recent_events
+from db.users import (
+    LOCK_AFTER,
+    LOCK_FOR,
+    MIN_PASSWORD_LENGTH,
+    AccountError,
+    create_user,
+    list_users,
+    set_disabled,
+)
 from ui.auth import current_user
 from ui.state import database
 from ui.text import md_escape
@@ -44,5 +53,13 @@ if others:
     chosen = st.selectbox("Account", others)
     disabled = next(u.disabled for u in users if u.username == chosen)
     if st.button("Re-enable" if disabled else "Disable"):
-        set_disabled(chosen, not disabled, url=url)
+        set_disabled(chosen, not disabled, url=url, by=user.username)
         st.rerun()
+
+st.subheader("Audit log")
+st.caption(
+    f"Logins (failed ones too), shares, deletions and account changes, newest first. After a failed login the "
+    f"next attempt of that name waits longer; {LOCK_AFTER} failures lock it for "
+    f"{LOCK_FOR.total_seconds() / 60:.0f} minutes. Passwords need at least {MIN_PASSWORD_LENGTH} characters."
+)
+st.dataframe(recent_events(url), hide_index=True, width="stretch")

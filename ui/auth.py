@@ -22,12 +22,19 @@ from dataclasses import dataclass
 import streamlit as st
 
 from db.access import Actor
-from db.users import authenticate, bootstrap_admin_from_environment
+from db.users import (
+    AccountLocked,
+    account_state,
+    authenticate,
+    bootstrap_admin_from_environment,
+    record_logout,
+)
 from ui.text import md_escape
 
 AUTH_ENV = "COSNET_AUTH"
 AUTH_MODES = ("none", "accounts", "oidc")
 _SESSION_USER = "cosnet_user"
+_ENDED_KEY = "cosnet_session_ended"  # why the session ended (shown once on the login form)
 LOGOUT_COUNT_KEY = "cosnet_logouts"  # survives logout: widget keys that hold uploads include it, so none comes back
 
 
@@ -63,7 +70,23 @@ def current_user() -> CurrentUser | None:
         return CurrentUser("local", True, "none")
     if mode == "oidc":
         return _oidc_user()
-    return st.session_state.get(_SESSION_USER)
+    return _still_valid(st.session_state.get(_SESSION_USER))
+
+
+def _still_valid(user: CurrentUser | None) -> CurrentUser | None:
+    """The logged-in account as it is now: a disabled (or removed) account's session ends at its next action, and
+    a changed administrator flag applies at once."""
+    if user is None:
+        return None
+    active, is_admin = account_state(user.username)
+    if not active:
+        logout()
+        st.session_state[_ENDED_KEY] = "This account has been disabled. Ask an administrator."
+        return None
+    if is_admin != user.is_admin:
+        user = CurrentUser(user.username, is_admin, user.mode)
+        st.session_state[_SESSION_USER] = user
+    return user
 
 
 def current_username() -> str:
@@ -86,8 +109,15 @@ def _accounts_login_form(url: str) -> None:
         username = st.text_input("User name")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Log in")
+    ended = st.session_state.pop(_ENDED_KEY, None)
+    if ended:
+        st.error(ended)
     if submitted:
-        user = authenticate(username, password, url=url)
+        try:
+            user = authenticate(username, password, url=url)
+        except AccountLocked as error:
+            st.error(str(error))
+            return
         if user is None:
             st.error("Unknown user name or wrong password.")
         else:
@@ -117,6 +147,9 @@ def logout() -> None:
     Only a logout counter stays, so that upload widgets get new keys and no uploaded file comes back.
     """
     logouts = int(st.session_state.get(LOGOUT_COUNT_KEY, 0)) + 1
+    user = st.session_state.get(_SESSION_USER)
+    if user is not None and auth_mode() == "accounts":
+        record_logout(user.username)
     st.session_state.clear()
     st.session_state[LOGOUT_COUNT_KEY] = logouts
     if auth_mode() == "oidc":

@@ -6,7 +6,7 @@ from db.engine import dispose_engines, downgrade_database, get_engine, upgrade_d
 from db.models import Base
 
 EXPECTED_TABLES = {
-    "users", "datasets", "dataset_versions", "entries", "structures", "match_candidates",
+    "users", "datasets", "dataset_versions", "entries", "structures", "match_candidates", "audit_events",
     "review_decisions", "jobs", "studies", "runs", "epoch_metrics", "predictions", "model_artifacts",
 }
 

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.engine import session_scope
 from db.models import (
+    AuditEvent,
     Base,
     Dataset,
     DatasetVersion,
@@ -81,6 +82,7 @@ def _populate(session) -> dict[str, int]:
                    has_structure=True, structure_id=structure.id),
         ModelArtifact(run=run, path="artifacts/run-1.pt", sha256="c" * 64, size_bytes=1234,
                       featurizer_version="structure-v1", embedding="matscholar200"),
+        AuditEvent(username="ada", action="share", target="dataset 'OBELiX train'", detail={"note": "lab"}),
     ])
     return {"dataset": dataset.id, "version": version.id, "entry": kept.id, "structure": structure.id,
             "run": run.id, "study": study.id, "job": job.id}
@@ -107,6 +109,9 @@ def test_every_model_round_trips(app_env):
         assert run.artifact.embedding == "matscholar200"
         assert session.get(Job, ids["job"]).worker_pid == 4242
         assert session.scalar(select(User.is_admin).where(User.username == "ada")) is True
+        event = session.scalars(select(AuditEvent)).one()
+        assert (event.username, event.action, event.detail) == ("ada", "share", {"note": "lab"})
+        assert isinstance(event.at, datetime)
 
 
 def test_deleting_a_dataset_removes_what_depends_on_it_but_keeps_structures(app_env):
@@ -129,6 +134,6 @@ def test_foreign_keys_are_enforced(app_env):
 
 
 def test_every_table_is_covered_by_the_round_trip():
-    covered = {User, Dataset, DatasetVersion, Entry, Structure, MatchCandidate, ReviewDecision, Job, Study,
+    covered = {AuditEvent, User, Dataset, DatasetVersion, Entry, Structure, MatchCandidate, ReviewDecision, Job, Study,
                Run, EpochMetric, Prediction, ModelArtifact}
     assert {m.class_.__tablename__ for m in Base.registry.mappers} == {m.__tablename__ for m in covered}

@@ -21,14 +21,19 @@ def make_users() -> None:
     create_user("root", PASSWORD, is_admin=True)
 
 
+def submit_login(at, username: str, password: str = PASSWORD):
+    """Fill in and submit the login form the last run showed (the next run processes it)."""
+    at.text_input[0].input(username)
+    at.text_input[1].input(password)
+    at.button[0].click()
+    return at
+
+
 def login(app_test, username: str, page: str | None = None):
     """A fresh browser session (AppTest) logged in as ``username`` through the login form, on ``page``."""
     at = app_test()
     at.run()
-    at.text_input[0].input(username)
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    at.run()
+    submit_login(at, username).run()
     assert not at.exception, at.exception
     assert any(f"Logged in as {md_escape(username)}" in c.value for c in at.sidebar.caption)
     if page and page != "pages/datasets.py":  # Datasets is the default page (AppTest drops the sidebar after

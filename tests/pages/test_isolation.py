@@ -105,12 +105,12 @@ def test_every_write_on_a_dataset_is_refused_to_other_users_by_the_data_layer(la
     with session_scope() as session:
         entry_id = session.scalars(select(Entry.id).where(Entry.dataset_version_id == ids.version_id)).first()
     decision_id = review.reject_entry(None, entry_id, reviewer="alice", actor=ALICE)  # the owner may
-    before = _counts()
 
     # private: bob is told it does not exist (its owner is not revealed)
     with pytest.raises(AccessDenied, match="does not exist"):
         store.delete_dataset(None, ids.dataset_id, actor=BOB)
     store.set_shared(None, ids.dataset_id, True, actor=ALICE)
+    before = _counts()
     refused = [
         lambda: store.delete_dataset(None, ids.dataset_id, actor=BOB),
         lambda: store.delete_version(None, ids.version_id, actor=BOB),

@@ -3,7 +3,7 @@ finds nothing of hers: not her unsaved upload, not her choices, not her messages
 
 from __future__ import annotations
 
-from tests.pages.isolation_fixtures import PASSWORD, TABLE, make_users, run_whole_app
+from tests.pages.isolation_fixtures import TABLE, make_users, run_whole_app, submit_login
 from ui import datasets_view as view
 
 
@@ -12,10 +12,7 @@ def test_logout_clears_every_piece_of_session_state(app_test, app_env, monkeypat
     make_users()
     at = app_test()
     at.run()
-    at.text_input[0].input("alice")
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    at.run()
+    submit_login(at, "alice").run()
     at.file_uploader[0].set_value(("alice-unsaved.csv", TABLE, "text/csv"))
     at.run()
     assert view.TABLE_KEY in at.session_state  # her upload waits, unsaved, in the session
@@ -32,10 +29,7 @@ def test_logout_clears_every_piece_of_session_state(app_test, app_env, monkeypat
     assert at.session_state["cosnet_logouts"] == 1
 
     run_whole_app(at)  # the next interaction in this tab: still the login form
-    at.text_input[0].input("bob")
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    run_whole_app(at)
+    run_whole_app(submit_login(at, "bob"))
     assert any("Logged in as bob" in c.value for c in at.sidebar.caption)
     assert view.TABLE_KEY not in at.session_state and "results_study_id" not in at.session_state
     assert not any("alice-unsaved" in c.value for c in at.caption)
