@@ -99,6 +99,8 @@ class IngestLimits:
             (env ``COSNET_MAX_ZIP_UNPACKED_MB``, default 500 MB).
         zip_max_member_bytes: most bytes one zip member may unpack to (env ``COSNET_MAX_ZIP_MEMBER_MB``,
             default 20 MB).
+        max_columns: most columns in a table (env ``COSNET_MAX_COLUMNS``, default 1,000), checked before the
+            table is parsed.
     """
 
     max_upload_bytes: int = 50 * MB
@@ -106,6 +108,7 @@ class IngestLimits:
     zip_max_members: int = 5_000
     zip_max_unpacked_bytes: int = 500 * MB
     zip_max_member_bytes: int = 20 * MB
+    max_columns: int = 1_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestLimits:
@@ -134,6 +137,7 @@ class IngestLimits:
             zip_max_member_bytes=int(
                 _env_number(env, "COSNET_MAX_ZIP_MEMBER_MB", default.zip_max_member_bytes / MB) * MB
             ),
+            max_columns=int(_env_number(env, "COSNET_MAX_COLUMNS", default.max_columns)),
         )
 
 
@@ -399,6 +403,17 @@ def _header_names(cells: Sequence[str], width: int, warnings: list[str]) -> list
     return names
 
 
+def _refuse_wide_header(text: str, filename: str, max_columns: int) -> None:
+    """Refuse a table whose first line already holds more than ``max_columns`` cells for any usual delimiter."""
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    cells = 1 + max(first_line.count(d) for d in _CANDIDATE_DELIMITERS)
+    if cells > max_columns:
+        raise IngestError(
+            f"the file {filename!r} has about {cells:,} columns in its first line, more than the limit of "
+            f"{max_columns:,} (an administrator can raise it with COSNET_MAX_COLUMNS)"
+        )
+
+
 def read_table(
     data: bytes,
     filename: str,
@@ -449,6 +464,7 @@ def read_table(
         _refuse_binary_text(text)
         if not text.strip():
             raise IngestError(f"the file {filename!r} is empty")
+        _refuse_wide_header(text, filename, limits.max_columns)  # before any parsing: width costs memory
         if delimiter is None:
             delimiter = _sniff_delimiter(text, suffix)
         rows = _read_text_rows(text, delimiter, limits)
@@ -480,6 +496,11 @@ def read_table(
             "(an administrator can raise it with COSNET_MAX_ROWS)"
         )
     width = max(max(len(row) for _, row in data_rows), len(header))
+    if width > limits.max_columns:
+        raise IngestError(
+            f"the file {filename!r} has {width:,} columns, more than the limit of {limits.max_columns:,} "
+            "(an administrator can raise it with COSNET_MAX_COLUMNS)"
+        )
     if has_header:
         ragged = [
             number

@@ -64,10 +64,26 @@ def _read_frame(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise TableError(f"{path}: no such file")
     separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    max_columns = _max_columns()
+    with path.open("rb") as handle:  # the header alone says whether the table is absurdly wide
+        first_line = handle.readline(64 * (max_columns + 1) + 1024)
+    if first_line.count(separator.encode()) + 1 > max_columns or (len(first_line) > 64 * (max_columns + 1)):
+        raise TableError(f"{path.name}: more than {max_columns:,} columns (set COSNET_MAX_COLUMNS to allow more)")
     try:
-        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except Exception as error:
         raise TableError(f"{path}: cannot be read as a table ({type(error).__name__}: {error})") from error
+    return frame
+
+
+def _max_columns() -> int:
+    """Most columns a table may have (``COSNET_MAX_COLUMNS``, default 1,000, as for uploads in the app)."""
+    import os
+
+    try:
+        return max(1, int(float(os.environ.get("COSNET_MAX_COLUMNS", "1000"))))
+    except ValueError:
+        return 1000
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, **columns: str | None) -> None:

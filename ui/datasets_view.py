@@ -65,6 +65,7 @@ RECLEAN_KEY = "datasets_reclean"  # {"dataset_id", "settings"} while re-cleaning
 NONE = "(none)"
 CIF_MAX_SITES = 500
 CIF_TIMEOUT_S = 10.0
+CIF_MEMORY_MB = 1024  # per CIF, on top of what the parsing process starts with
 
 ROLE_LABELS: dict[str, str] = {
     "formula": "Formula (required)",
@@ -117,6 +118,7 @@ def _limits_key(limits: IngestLimits) -> tuple[int, ...]:
         limits.zip_max_members,
         limits.zip_max_unpacked_bytes,
         limits.zip_max_member_bytes,
+        limits.max_columns,
     )
 
 
@@ -152,7 +154,8 @@ def _parse_cifs(cifs: dict[str, bytes], members: tuple[str, ...]) -> UploadedStr
 
 
 def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> UploadedStructures:
-    """Parse the CIFs that rows refer to, each bounded in sites and time; failures get a reason, never a crash.
+    """Parse the CIFs that rows refer to, in a separate process bounded in time and memory per CIF (see
+    :mod:`cosnet_core.bounded`) and in sites; failures get a reason, never a crash or a hung page.
 
     Args:
         cifs: ``{zip member: bytes}`` from ``read_cif_zip``.
@@ -161,42 +164,20 @@ def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> Up
     Returns:
         The parsed structures by member and, for the others, why they could not be read.
     """
-    from cosnet_core.structure import StructureError, load_structure, structure_hash
+    from cosnet_core.bounded import map_bounded
+    from cosnet_core.uploaded_cif import summarize_cif
 
+    names = sorted(set(members))
+    texts = [cifs[member].decode("utf-8-sig", errors="replace") for member in names]
+    outcomes = map_bounded(summarize_cif, [(text, CIF_MAX_SITES, CIF_TIMEOUT_S) for text in texts],
+                           timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB)
     structures: dict[str, UploadedStructure] = {}
     errors: dict[str, str] = {}
-    for member in sorted(set(members)):
-        text = cifs[member].decode("utf-8-sig", errors="replace")
-        if "\n" not in text:
-            text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here
-        try:
-            structure = load_structure(text, max_sites=CIF_MAX_SITES, timeout_s=CIF_TIMEOUT_S)
-        except StructureError as error:
-            errors[member] = error.reason
-            continue
-        composition = structure.composition.element_composition
-        try:
-            symbol, number = structure.get_space_group_info(symprec=0.1)
-        except Exception:  # spglib gives up on some disordered cells; the structure stays usable
-            symbol, number = None, None
-        structures[member] = UploadedStructure(
-            member=member,
-            cif=text,
-            content_hash=structure_hash(structure),
-            formula=composition.reduced_formula,
-            chemsys=composition.chemical_system,
-            nsites=len(structure),
-            fractions={
-                str(el): round(amount, 6)
-                for el, amount in composition.fractional_composition.get_el_amt_dict().items()
-            },
-            spacegroup_symbol=symbol,
-            spacegroup_number=number,
-            volume_per_atom=float(structure.volume / len(structure)),
-            density=float(structure.density),
-            is_ordered=bool(structure.is_ordered),
-            pymatgen_json=structure.to_json(),
-        )
+    for member, (status, value) in zip(names, outcomes, strict=True):
+        if status == "ok":
+            structures[member] = UploadedStructure(member=member, **value)
+        else:
+            errors[member] = value if status == "error" else f"reading it {value}"
     return UploadedStructures(structures=structures, errors=errors)
 
 

@@ -1,0 +1,48 @@
+"""One uploaded CIF read into the facts the Datasets page stores with it (run inside :mod:`cosnet_core.bounded`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]:
+    """Parse CIF text (bounded in sites and time) and describe the structure.
+
+    Args:
+        text: the CIF.
+        max_sites: largest accepted number of sites.
+        timeout_s: parsing time limit (enforced by a timer in the child process's main thread).
+
+    Returns:
+        ``cif, content_hash, formula, chemsys, nsites, fractions, spacegroup_symbol, spacegroup_number,
+        volume_per_atom, density, is_ordered, pymatgen_json``.
+
+    Raises:
+        StructureError: the CIF cannot be used (its ``reason`` says why).
+    """
+    from cosnet_core.structure import load_structure, structure_hash
+
+    if "\n" not in text:
+        text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here
+    structure = load_structure(text, max_sites=max_sites, timeout_s=timeout_s)
+    composition = structure.composition.element_composition
+    try:
+        symbol, number = structure.get_space_group_info(symprec=0.1)
+    except Exception:  # spglib gives up on some disordered cells; the structure stays usable
+        symbol, number = None, None
+    return {
+        "cif": text,
+        "content_hash": structure_hash(structure),
+        "formula": composition.reduced_formula,
+        "chemsys": composition.chemical_system,
+        "nsites": len(structure),
+        "fractions": {
+            str(el): round(amount, 6) for el, amount in composition.fractional_composition.get_el_amt_dict().items()
+        },
+        "spacegroup_symbol": symbol,
+        "spacegroup_number": number,
+        "volume_per_atom": float(structure.volume / len(structure)),
+        "density": float(structure.density),
+        "is_ordered": bool(structure.is_ordered),
+        "pymatgen_json": structure.to_json(),
+    }

@@ -1,0 +1,69 @@
+"""Issue 14, item 9: bounded work for any upload. A CIF that keeps the parser busy is stopped in its own process
+(the page answers, the other CIFs are read); a table with a million columns is refused before it is parsed, in
+the app and the command line."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from cosnet_core.tabular import TableError
+from cosnet_core.tabular import read_table as read_cli_table
+from tests.cosnet_core.ingest_files import zip_archive
+
+NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
+WIDE = (",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" for _ in range(1_000_000)) + "\n").encode()
+
+
+def many_symmetry_operations(n_ops: int = 20_000) -> str:
+    """A 0.5 MB CIF whose symmetry loop keeps pymatgen busy for about a minute (then it is refused anyway)."""
+    rng = random.Random(0)
+    lines = ["data_evil", "_cell_length_a 5.64", "_cell_length_b 5.64", "_cell_length_c 5.64", "_cell_angle_alpha 90",
+             "_cell_angle_beta 90", "_cell_angle_gamma 90", "loop_", "_symmetry_equiv_pos_as_xyz"]
+    lines += [f"'x+{rng.randint(1, 997) / 1000},y+{rng.randint(1, 997) / 1000},z+{rng.randint(1, 997) / 1000}'"
+              for _ in range(n_ops)]
+    lines += ["loop_", "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
+              "_atom_site_fract_z", "_atom_site_occupancy", "Na1 Na 0 0 0 1", "Cl1 Cl 0.5 0.5 0.5 1"]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_cif_that_keeps_the_parser_busy_is_stopped_and_the_others_are_read(app_test, app_env, monkeypatch):
+    import ui.datasets_view as view
+
+    monkeypatch.setattr(view, "CIF_TIMEOUT_S", 1.0)
+    table = b"formula,target,cif\nNaCl,1.0,evil.cif\nNaCl,2.0,nacl.cif\n"
+    archive = zip_archive({"evil.cif": many_symmetry_operations(), "nacl.cif": NACL})
+    at = app_test(timeout=120)
+    at.run()
+    at.file_uploader[0].set_value(("t.csv", table, "text/csv"))
+    at.file_uploader[1].set_value(("s.zip", archive, "application/zip"))
+    started = time.monotonic()
+    at.run()
+    assert time.monotonic() - started < 30  # unbounded, the parser alone needs about a minute
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning if "cannot be read" in w.value]
+    assert len(warnings) == 1 and "'evil.cif'" in warnings[0]
+    assert not any("nacl.cif" in w.value for w in at.warning)  # the good CIF was read
+
+
+def test_a_million_columns_are_refused_before_parsing(app_test, app_env):
+    at = app_test()
+    at.run()
+    at.file_uploader[0].set_value(("wide.csv", WIDE, "text/csv"))
+    started = time.monotonic()
+    at.run()
+    assert time.monotonic() - started < 20
+    assert not at.exception, at.exception
+    assert "more than the limit of 1,000" in at.error[0].value and "COSNET_MAX_COLUMNS" in at.error[0].value
+
+
+def test_the_command_line_refuses_a_million_columns_at_once(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(WIDE)
+    started = time.monotonic()
+    with pytest.raises(TableError, match="more than 1,000 columns"):
+        read_cli_table(path, formula_col="c0")
+    assert time.monotonic() - started < 5
