@@ -348,6 +348,21 @@ def _parse_cif_candidate(text: str, external_id: str, item: str, max_sites: int,
     return candidate_from_structure(structure, external_id, source="library", cif=text, **properties)
 
 
+CIF_PARSE_TIMEOUT_S, CIF_PARSE_MEMORY_MB = 15.0, 1024
+
+
+def _bounded_cif_candidate(text: str, external_id: str, item: str, max_sites: int):
+    """:func:`_parse_cif_candidate` in a separate process with a hard time and memory limit (a single CIF read in
+    a page's script thread, where no timer can stop pymatgen)."""
+    from cosnet_core.bounded import map_bounded
+
+    ((status, value),) = map_bounded(_parse_cif_candidate, [(text, external_id, item, max_sites)],
+                                     timeout_s=CIF_PARSE_TIMEOUT_S, memory_mb=CIF_PARSE_MEMORY_MB)
+    if status == "ok":
+        return value
+    raise StructureStoreError(item, value if status == "error" else f"reading it {value}")
+
+
 def _spacegroup(structure) -> tuple[str | None, int | None]:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -502,7 +517,7 @@ def read_library_upload(
     max_sites = configured_max_sites() if max_sites is None else max_sites
     lower = name.lower()
     if lower.endswith(CIF_SUFFIXES):
-        return [_parse_cif_candidate(_decode(data, name), name, name, max_sites)]
+        return [_bounded_cif_candidate(_decode(data, name), name, name, max_sites)]
     if lower.endswith(ZIP_SUFFIXES):
         members = _zip_members(name, data)
         candidates = []
@@ -1027,7 +1042,7 @@ def attach_structure(
     if not filename.lower().endswith(CIF_SUFFIXES):
         raise StructureStoreError(filename, "attach a .cif file")
     max_sites = configured_max_sites() if max_sites is None else max_sites
-    candidate = _parse_cif_candidate(_decode(data, filename), filename, filename, max_sites)
+    candidate = _bounded_cif_candidate(_decode(data, filename), filename, filename, max_sites)
     candidate.source = "upload"
     with session_scope(url) as session:
         _require_owner(session, actor, entry_id=entry_id)

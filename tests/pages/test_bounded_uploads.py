@@ -67,3 +67,22 @@ def test_the_command_line_refuses_a_million_columns_at_once(tmp_path):
     with pytest.raises(TableError, match="more than 1,000 columns"):
         read_cli_table(path, formula_col="c0")
     assert time.monotonic() - started < 5
+
+
+def test_a_cif_attached_on_the_structures_page_is_bounded_too(app_env, monkeypatch):
+    from sqlalchemy import select
+
+    import db.structures as review
+    from db.engine import session_scope
+    from db.models import Entry
+    from tests.pages.isolation_fixtures import store_dataset
+
+    monkeypatch.setattr(review, "CIF_PARSE_TIMEOUT_S", 1.0)
+    ids = store_dataset("local", table=b"id,formula,conductivity\nA1,NaCl,1e-4\n")
+    with session_scope() as session:
+        entry_id = session.scalar(select(Entry.id).where(Entry.dataset_version_id == ids.version_id))
+    started = time.monotonic()
+    with pytest.raises(review.StructureStoreError, match="evil.cif"):
+        review.attach_structure(None, entry_id, "evil.cif", many_symmetry_operations().encode())
+    assert time.monotonic() - started < 20  # unbounded, about a minute
+    assert review.attach_structure(None, entry_id, "nacl.cif", NACL.encode()) > 0  # a good CIF still attaches
