@@ -155,12 +155,23 @@ def check_owner(url: str | None, actor: Actor | None, **ids: int | None) -> int:
         return require_owner_of(session, actor, **ids)
 
 
+def may_change(url: str | None, actor: Actor | None, **ids: int | None) -> bool:
+    """Whether :func:`check_owner` would let ``actor`` change the dataset behind one id (to hide controls; the
+    writes check again)."""
+    try:
+        check_owner(url, actor, **ids)
+    except AccessDenied:
+        return False
+    return True
+
+
 __all__ = [
     "AccessDenied",
     "Actor",
     "can_see_dataset",
     "check_owner",
     "dataset_id_of",
+    "may_change",
     "require_dataset_owner",
     "require_owner_of",
     "visible_datasets",

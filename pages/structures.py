@@ -2,7 +2,9 @@
 
 import streamlit as st
 
+from db.access import may_change
 from ui import structures_view as view
+from ui.auth import current_actor
 from ui.state import active_version_id, database
 
 url = database()
@@ -21,6 +23,11 @@ if version_id is None:
 
 view.show_flash()
 view.coverage_metrics(url, version_id)
+if not may_change(url, current_actor(), version_id=version_id):  # the data layer refuses anyway
+    st.info("This dataset belongs to another user and is shared with the lab: you can read its structure "
+            "decisions; only its owner or an administrator can match or review it.")
+    view.history_panel(url, version_id, None)
+    st.stop()
 view.sources_panel(url)
 view.matching_panel(url, version_id)
 

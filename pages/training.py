@@ -12,7 +12,7 @@ import streamlit as st
 import jobs
 from cosnet_core.hparams import DEFAULTS, SEARCH_SPACE
 from cosnet_core.splits import recommended_split
-from db.access import AccessDenied
+from db.access import AccessDenied, may_change
 from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
 from ui.auth import current_actor
@@ -114,6 +114,8 @@ left, right = st.columns(2)
 modes = left.multiselect("Modes", list(MODES), default=list(MODES), format_func=MODE_LABELS.__getitem__)
 n_seeds = left.number_input(
     "Seeds per mode", min_value=1, max_value=20, value=len(DEFAULTS["seeds"]),
+if not may_change(url, current_actor(), version_id=version_id):  # the data layer refuses anyway
+    problems.append("this dataset belongs to another user: only its owner or an administrator can train on it")
     help="Each mode is trained once per seed (0, 1, …); Table 1 reports mean ± std over seeds.",
 )
 epochs = right.number_input(

@@ -168,3 +168,21 @@ def test_every_page_passes_the_acting_user_to_every_write():
                 if name in GUARDED and not any(k.arg == "actor" for k in node.keywords):
                     missing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {name}")
     assert missing == []
+
+
+def test_structures_and_training_pages_offer_bob_no_write_on_alices_shared_dataset(app_test, lab):
+    ids = store_dataset("alice")
+    store.set_shared(None, ids.dataset_id, True, actor=ALICE)
+    bob = login(app_test, "bob", "pages/structures.py")
+    assert bob.session_state["active_dataset_version_id"] == ids.version_id
+    assert any("belongs to another user" in i.value for i in bob.info)
+    assert not {"Match all", "Bulk accept", "Accept", "Attach and accept"} & {b.label for b in bob.button}
+
+    bob.switch_page("pages/training.py")
+    bob.run()
+    assert not bob.exception, bob.exception
+    launch = next(b for b in bob.button if b.label == "Launch study")
+    assert launch.disabled and any("belongs to another user" in e.value for e in bob.error)
+
+    alice = login(app_test, "alice", "pages/training.py")
+    assert not any("belongs to another user" in e.value for e in alice.error)
