@@ -108,14 +108,14 @@ st.caption(
 # ------------------------------------------------------------------------------------------------ launch
 st.subheader("Launch a study")
 problems = []
+if not may_change(url, current_actor(), version_id=version_id):  # the data layer refuses anyway
+    problems.append("this dataset belongs to another user: only its owner or an administrator can train on it")
 if counts["rows"] < 10:
     problems.append(f"only {counts['rows']} rows have a target; a study needs at least 10")
 left, right = st.columns(2)
 modes = left.multiselect("Modes", list(MODES), default=list(MODES), format_func=MODE_LABELS.__getitem__)
 n_seeds = left.number_input(
     "Seeds per mode", min_value=1, max_value=20, value=len(DEFAULTS["seeds"]),
-if not may_change(url, current_actor(), version_id=version_id):  # the data layer refuses anyway
-    problems.append("this dataset belongs to another user: only its owner or an administrator can train on it")
     help="Each mode is trained once per seed (0, 1, …); Table 1 reports mean ± std over seeds.",
 )
 epochs = right.number_input(
