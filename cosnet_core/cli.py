@@ -118,9 +118,10 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="feed standardised Magpie statistics of the composition next to g_C's output (none = the paper)",
     )
     parser.add_argument(
-        "--init-from", default=DEFAULTS["init_from"],
+        "--init-from", default="default",
         help="start g_C from a pretrained encoder: a shipped checkpoint name or a .pt written by 'pretrain' "
-        "('none' = random initialisation, the paper)",
+        f"('none' = random initialisation, the paper; default: {DEFAULTS['init_from'] or 'none'} where it fits "
+        "the chosen embedding and width)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
@@ -201,8 +202,23 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
         batch_size=args.batch_size, loss=args.loss, grad_clip=args.grad_clip,
         early_stopping_patience=args.patience, device=args.device, embedding=args.embedding,
         hidden_dim=args.hidden_dim, fusion=args.fusion, weight=args.weight, descriptors=args.descriptors,
-        init_from=None if args.init_from in (None, "", "none") else args.init_from,
+        init_from=_init_from(args),
     )
+
+
+def _init_from(args: argparse.Namespace) -> str | None:
+    """The encoder a run starts from: the named one, none, or the default where it fits this architecture."""
+    from cosnet_core.hparams import DEFAULTS
+    from cosnet_core.pretrained import is_compatible
+
+    if args.init_from in (None, "", "none"):
+        return None
+    if args.init_from != "default":
+        return args.init_from
+    default = DEFAULTS["init_from"]
+    if default and is_compatible(default, embedding=args.embedding, hidden_dim=args.hidden_dim):
+        return default
+    return None
 
 
 def _blank_unusable_predictions(table: pd.DataFrame) -> None:

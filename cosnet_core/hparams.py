@@ -50,6 +50,7 @@ AUTHORS_CHOICES: dict[str, Any] = {
     "weight": "scalar",
     "split_fractions": (0.6, 0.2, 0.2),  # the paper's Methods (random split)
     "seeds": (0, 1, 2, 3, 4),  # the paper's five seeds (their values are not published; train.py's default is 42)
+    "embedding": "matscholar200",  # the element vectors of ROOST's default (utils/element/matscholar200.json)
     "descriptors": "none",  # the paper's g_C sees the composition graph only
     "init_from": None,  # and is trained from scratch on each table
 }

@@ -58,3 +58,20 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     raise PretrainError(f"pretrained encoder {str(name_or_path)!r} is neither a shipped checkpoint ({names}) nor a file")
 
 
+
+
+def is_compatible(name: str, *, embedding: str, hidden_dim: int, roost_layers: int = 3, roost_heads: int = 3,
+                  roost_mlp_hidden: int | None = None) -> bool:
+    """Whether the shipped checkpoint ``name`` fits a model of this embedding and g_C architecture.
+
+    Used to apply the default encoder only where it fits (a user who narrows the network gets a fresh g_C, not an
+    error); an encoder the user names explicitly is checked strictly by :func:`cosnet_core.pretrain.load_encoder_into`.
+    """
+    for entry in read_manifest()["checkpoints"]:
+        if entry["name"] == name:
+            config = entry.get("encoder_config", {})
+            return entry.get("embedding") == embedding and (
+                config.get("hidden_dim"), config.get("roost_layers"), config.get("roost_heads"),
+                config.get("roost_mlp_hidden"),
+            ) == (hidden_dim, roost_layers, roost_heads, roost_mlp_hidden)
+    return False
