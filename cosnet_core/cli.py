@@ -145,16 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_arguments(train)
     train.add_argument("--out", required=True, type=Path, help="output folder")
 
+    from cosnet_core.hparams import DEFAULTS
+
     predict = commands.add_parser("predict", help="predict a table with a trained model (or a folder of seeds)")
     predict.add_argument("--model", required=True, type=Path, help="OUTDIR of train, a models/ folder or one .pt")
     _add_table_arguments(predict, with_target=False)
     predict.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
     predict.add_argument("--device", default="cpu")
     predict.add_argument(
-        "--with-forest", action="store_true",
+        "--with-forest", action=argparse.BooleanOptionalAction, default=None,
         help="serve the seed ensemble averaged 50/50 with the random forest on Magpie (metrics.json's "
         "ensemble_with_forest); the forests are re-fitted on each seed's training rows listed in --model's "
-        "predictions.csv",
+        f"predictions.csv (default: {'on' if DEFAULTS['serve_with_forest'] else 'off'} when that file is there)",
     )
 
     pretrain = commands.add_parser(
@@ -463,6 +465,10 @@ def command_predict(args: argparse.Namespace) -> int:
     _blank_unusable_predictions(table)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     columns = list(PREDICT_COLUMNS)
+    if args.with_forest is None:  # the default: blend when the training rows are there to re-fit the forest from
+        from cosnet_core.hparams import DEFAULTS
+
+        args.with_forest = bool(DEFAULTS["serve_with_forest"]) and _has_training_rows(args.model)
     if args.with_forest:
         from cosnet_core.baselines import add_forest_blend
 
@@ -478,11 +484,21 @@ def command_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictions_file(model: Path) -> Path | None:
+    folder = model if model.is_dir() else model.parent
+    return next((p / "predictions.csv" for p in (folder, folder.parent) if (p / "predictions.csv").is_file()), None)
+
+
+def _has_training_rows(model: Path) -> bool:
+    """Whether the folder written by ``train`` (with its predictions.csv) is there to re-fit the forest from."""
+    return _predictions_file(model) is not None
+
+
 def _training_sets(model: Path) -> list[tuple[list[str], list[float]]]:
     """Per seed, the formulas and targets of its training rows, from the ``predictions.csv`` that ``train`` wrote
     beside the models (the rows the seed's forest baseline was fitted on, in the same order)."""
     folder = model if model.is_dir() else model.parent
-    path = next((p / "predictions.csv" for p in (folder, folder.parent) if (p / "predictions.csv").is_file()), None)
+    path = _predictions_file(model)
     if path is None:
         raise CliError(f"--with-forest needs the folder written by 'train' (its predictions.csv lists the training "
                        f"rows); none found at {folder}")

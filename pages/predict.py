@@ -7,14 +7,16 @@ import pandas as pd
 import streamlit as st
 from pymatgen.core import Structure as PmgStructure
 
+from cosnet_core.baselines import add_forest_blend
 from cosnet_core.composition import FormulaError, parse_formula
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.exports import safe_to_csv
+from cosnet_core.hparams import DEFAULTS
 from cosnet_core.ingest import IngestError
 from cosnet_core.structure import StructureError, load_structure
 from cosnet_core.tabular import MAX_ABS_TARGET
-from db.results import model_choices
+from db.results import model_choices, training_sets
 from db.structures import structures_of_formula
 from ui.predict_view import (
     ArtifactError,
@@ -55,6 +57,15 @@ st.caption(
     + ("The prediction is the mean of the seeds and its uncertainty their spread (ensemble std). "
        if len(ensemble.members) > 1 else "A single model: no spread to estimate its uncertainty. ")
     + ("Structures are used when given." if uses_structures else "This model uses compositions only.")
+)
+
+forest_sets = training_sets(choice.run_ids, url)
+with_forest = st.checkbox(
+    "Average with a random forest on Magpie features (50/50)", disabled=not forest_sets,
+    value=bool(forest_sets) and bool(DEFAULTS["serve_with_forest"]),
+    help="Serves the 'ensemble + forest (50/50)' row of Table 1 (the Results page shows whether it beat the ensemble "
+    "on the test rows): the mean of this model's prediction and of random forests re-fitted on the training rows of "
+    "each of its seeds. The weight is fixed, not tuned.",
 )
 
 single, batch = st.tabs(["One material", "A table of materials"])
@@ -99,7 +110,8 @@ with single:
             st.error(f"Cannot predict: {md_escape(error)}")
         else:
             sample = Sample(id="input", composition=composition, target=None, structure=structure, formula=formula)
-            row = ensemble.predict([sample]).iloc[0]
+            row = ensemble.predict([sample])
+            row = (add_forest_blend(row, forest_sets, [composition]) if with_forest else row).iloc[0]
             if not math.isfinite(row["prediction"]) or abs(row["prediction"]) > MAX_ABS_TARGET:
                 st.error("The model gives no usable prediction for this material (NaN, infinite or beyond ±1e15); "
                          "nothing is shown.")
@@ -108,6 +120,9 @@ with single:
             columns[0].metric("Prediction", f"{row['prediction']:.3f}")
             columns[1].metric("Ensemble std", f"{row['prediction_std']:.3f}")
             columns[2].metric("Composition weight w_C", f"{row['w_c']:.2f}")
+            if with_forest:
+                st.caption(f"Ensemble + forest (50/50): the ensemble predicts {row['prediction_ensemble']:.3f}, the "
+                           f"forest {row['prediction_forest']:.3f}; the ensemble std is the seeds' spread.")
             st.caption(
                 "The prediction is in the units the model was trained on (see its dataset). w_C = 1 means the "
                 "composition network alone decided; a smaller w_C means the structure contributed."
@@ -146,6 +161,8 @@ with batch:
                 st.stop()
             bar = st.progress(0.0, text="Predicting…")
             predicted = predict_in_chunks(ensemble, samples, lambda f: bar.progress(f, text="Predicting…"))
+            if with_forest and samples:
+                predicted = add_forest_blend(predicted, forest_sets, [s.composition for s in samples])
             bar.progress(1.0, text=f"Predicted {len(samples)} row(s).")
             result = batch_result(samples, predicted, errors)
             n_refused = int((result["reason"].fillna("") != "").sum())

@@ -115,7 +115,8 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     pd.DataFrame({"formula": ["KCl", "Qq", "NaF"], "cif": ["", "", "LiF.cif"]}).to_csv(new, index=False)
     predicted_path = tmp_path / "pred.csv"
     status = main(["predict", "--model", str(out), "--data", str(new), "--formula-col", "formula",
-                   "--structure-col", "cif", "--structures", str(folder), "--out", str(predicted_path)])
+                   "--structure-col", "cif", "--structures", str(folder), "--out", str(predicted_path),
+                   "--no-with-forest"])
     assert status == 0
     err = capsys.readouterr().err
     assert "line 3 (id row3)" in err and "from the ensemble of 2 model(s) (prediction_std is their spread)" in err
@@ -125,14 +126,15 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     assert predicted["has_structure"].tolist() == [False, True]
     assert (predicted["prediction_std"] > 0).all()  # two seeds disagree a little
 
-    # --with-forest on the test rows: the forest part is the mean over seeds of the study's own forest baselines
-    # (re-fitted on each seed's training rows from predictions.csv), the prediction the fixed 50/50 blend
+    # By default (DEFAULTS["serve_with_forest"], as --with-forest) on the test rows: the forest part is the mean over
+    # seeds of the study's own forest baselines (re-fitted on each seed's training rows from predictions.csv), the
+    # prediction the fixed 50/50 blend
     test_rows = predictions[(predictions["seed"] == 0) & (predictions["split"] == "test")]
     tested = tmp_path / "tested.csv"
     test_rows[["id", "composition"]].to_csv(tested, index=False)
     blended_path = tmp_path / "blend.csv"
     status = main(["predict", "--model", str(out), "--data", str(tested), "--formula-col", "composition",
-                   "--id-col", "id", "--out", str(blended_path), "--with-forest"])
+                   "--id-col", "id", "--out", str(blended_path)])
     assert status == 0 and "averaged 50/50 with the random forest" in capsys.readouterr().err
     blended = pd.read_csv(blended_path).set_index("id")
     assert list(blended.columns[-2:]) == ["prediction_ensemble", "prediction_forest"]
