@@ -21,6 +21,9 @@ from pymatgen.core import Composition
 MAGPIE_PRESET = "magpie"
 #: 22 element properties × 6 statistics.
 MAGPIE_FEATURE_COUNT = 132
+#: Standardised descriptors are clipped to ± this many training standard deviations before the network sees them:
+#: a composition far outside the training rows (an element none of them has) must not blow up the prediction.
+STANDARDIZED_CLIP = 6.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,13 +86,18 @@ def magpie_features(compositions: Iterable[Composition] | Sequence[Composition])
 def standardization(features: np.ndarray, *, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each feature column (to be fitted on training rows only).
 
+    A column that is constant on the training rows gets std 1, so a new row that differs there gets a finite
+    standardised value (its difference from the training value) instead of one divided by ~0; other stds are
+    floored at ``min_std``. The model also clips standardised values to ±:data:`STANDARDIZED_CLIP`.
+
     Args:
         features: ``[n, d]``.
-        min_std: floor on the standard deviation, so constant columns map to 0 instead of dividing by 0.
+        min_std: floor on the standard deviation of non-constant columns.
 
     Returns:
         ``(mean, std)``, each ``[d]``.
     """
     mean = features.mean(axis=0)
-    std = np.maximum(features.std(axis=0), min_std)
+    std = features.std(axis=0)
+    std = np.where(std < 1e-12, 1.0, np.maximum(std, min_std))
     return mean, std

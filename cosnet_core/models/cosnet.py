@@ -13,7 +13,7 @@
 
 Domain descriptors (an option beyond the paper, ``descriptor_dim`` > 0): the composition side becomes
 
-    D = MLP_D((d − μ_d) / σ_d)                   d = Magpie statistics of c (:mod:`cosnet_core.descriptors`)
+    D = MLP_D(clip((d − μ_d) / σ_d, ±6))         d = Magpie statistics of c (:mod:`cosnet_core.descriptors`)
     C = W_m (g_C(c) ⊕ D)                         a linear map back to width h
 
 and everything downstream (eqs. (3)–(10)) is unchanged: C is still the composition-side vector, w_C still weighs
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosnet_core.descriptors import STANDARDIZED_CLIP
 from cosnet_core.models.cgcnn import DeCGCNNEncoder, SafeBatchNorm1d
 from cosnet_core.models.roost import RoostEncoder
 from cosnet_core.structure import CELL_DESCRIPTOR_NAMES
@@ -206,7 +207,9 @@ class CosNet(nn.Module):
             return composition_repr
         if batch.descriptors is None:
             raise ValueError("this model needs composition descriptors, but the batch has none")
-        scaled = (batch.descriptors - self.descriptor_mean) / self.descriptor_std
+        scaled = ((batch.descriptors - self.descriptor_mean) / self.descriptor_std).clamp(
+            -STANDARDIZED_CLIP, STANDARDIZED_CLIP
+        )
         return self.descriptor_merge(torch.cat([composition_repr, self.descriptor_encoder(scaled)], dim=1))
 
     def set_cell_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:

@@ -286,3 +286,23 @@ def test_descriptor_normalisation_is_stored_and_descriptors_equal_matminer(mixed
     assert torch.equal(state["descriptor_mean"], mean) and torch.equal(state["descriptor_std"], std)
     with pytest.raises(ValueError, match="132 values"):
         model.set_descriptor_normalization(mean[:3], std[:3])
+
+
+def test_descriptors_far_outside_the_training_rows_are_clipped(mixed_samples, embedding):
+    """A composition unlike every training row (or a column constant in training) cannot blow up the prediction."""
+    from cosnet_core.descriptors import STANDARDIZED_CLIP, standardization
+
+    features = torch.tensor([[1.0, 5.0], [3.0, 5.0]], dtype=torch.float64).numpy()
+    mean, std = standardization(features)
+    assert std.tolist() == [1.0, 1.0]  # the constant column gets std 1, not a floor of ~0
+    dataset = BimodalDataset(mixed_samples, embedding, descriptors=True)
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN, head_hidden=(16, 8), descriptor_dim=132))
+    model.set_descriptor_normalization(*dataset.descriptor_stats())
+    _warm_up(model, collate_bimodal(dataset.items))
+    far, edge = collate_bimodal(dataset.items), collate_bimodal(dataset.items)
+    far.descriptors = model.descriptor_mean + 1e6 * model.descriptor_std.expand(5, -1)
+    edge.descriptors = model.descriptor_mean + STANDARDIZED_CLIP * model.descriptor_std.expand(5, -1)
+    out_far, out_edge = model(far), model(edge)
+    assert torch.isfinite(out_far.prediction).all()
+    assert torch.allclose(out_far.prediction, out_edge.prediction, atol=1e-5)
