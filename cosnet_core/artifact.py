@@ -165,22 +165,23 @@ def load_artifact(path: str | Path) -> TrainedModel:
 
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path}: no such model file")
+        raise ArtifactError(f"{path.name}: no such model file")
     try:
         artifact = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ArtifactError(f"{path}: cannot be read as a COSNet artifact ({type(error).__name__}: {error})") from error
+        reason = str(error).replace(str(path), path.name)  # the file, never the server's folders
+        raise ArtifactError(f"{path.name}: cannot be read as a COSNet artifact ({type(error).__name__}: {reason})") from error
     if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{path}: not a COSNet artifact")
+        raise ArtifactError(f"{path.name}: not a COSNet artifact")
     if artifact.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
-        raise ArtifactError(f"{path}: written by a newer COSNet Studio (format {artifact['format_version']})")
+        raise ArtifactError(f"{path.name}: written by a newer COSNet Studio (format {artifact['format_version']})")
     _require_finite(path, artifact)
     config = TrainConfig.from_dict(artifact["train_config"])
     model = CosNet(CosNetConfig.from_dict(artifact["cosnet_config"]))
     try:
         model.load_state_dict(artifact["state_dict"])
     except RuntimeError as error:
-        raise ArtifactError(f"{path}: the weights do not fit the stored configuration ({error})") from error
+        raise ArtifactError(f"{path.name}: the weights do not fit the stored configuration ({error})") from error
     model.eval()
     embedding = load_element_embedding(artifact["embedding_name"])
     if embedding.version != artifact["embedding_version"]:

@@ -184,3 +184,20 @@ def test_the_command_line_leaves_unusable_predictions_empty_and_says_so(trained_
                  "--id-col", "id", "--out", str(out)]) == 0
     assert pd.read_csv(out)["prediction"].isna().all()
     assert "2 row(s) got no usable prediction" in capsys.readouterr().err
+
+
+def test_an_unreadable_model_file_is_named_without_its_server_folder(trained_study, app_test, tmp_path):  # noqa: F811
+    from db.models import ModelArtifact
+
+    with session_scope() as session:
+        for artifact in session.scalars(select(ModelArtifact)):
+            garbage = tmp_path / Path(artifact.path).name
+            garbage.write_bytes(b"this is not a model")
+            artifact.path = str(garbage)
+    at = app_test(timeout=120)
+    at.switch_page("pages/predict.py")
+    at.run()
+    assert not at.exception, at.exception
+    message = at.error[0].value
+    assert message.startswith("This model cannot be used: seed") and "cannot be read as a COSNet artifact" in message
+    assert str(tmp_path) not in message
