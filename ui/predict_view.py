@@ -18,6 +18,7 @@ from cosnet_core.tabular import MAX_ABS_TARGET, TableError, read_table
 
 NOT_FINITE = ("prediction: the model gives no usable value for this row (NaN, infinite or beyond ±1e15, the "
               "largest target a model learns from); it is not shown")
+CIF_TIMEOUT_S, CIF_MEMORY_MB = 10.0, 1024  # per CIF of a batch, parsed in a separate process
 RESULT_COLUMNS = ["line", "id", "composition", "prediction", "prediction_std", "has_structure", "w_c", "reason"]
 
 
@@ -61,16 +62,53 @@ def read_batch(
         table_path = Path(folder) / f"table{suffix}"
         table_path.write_bytes(table_bytes)
         structures_dir = None
+        refused: dict[str, str] = {}
         if structure_col:
             structures_dir = Path(folder) / "cifs"
             structures_dir.mkdir()
-            for name, data in (read_cif_zip(cif_zip, limits) if cif_zip else {}).items():
-                (structures_dir / PurePosixPath(name).name).write_bytes(data)
+            cifs = {PurePosixPath(name).name: data for name, data in (read_cif_zip(cif_zip, limits) if cif_zip
+                                                                         else {}).items()}
+            refused = _refuse_unbounded_cifs(cifs, _referenced(table_path, structure_col))
+            for name, data in cifs.items():
+                if name not in refused:
+                    (structures_dir / name).write_bytes(data)
         result = read_table(
             table_path, formula_col=formula_col, id_col=id_col, structure_col=structure_col,
             structures_dir=structures_dir, embedding=load_element_embedding(embedding_name),
         )
-    return result.samples, result.errors
+    errors = result.errors
+    for name, reason in refused.items():  # say why the CIF is missing, not only that it is
+        for value in (name, PurePosixPath(name).stem):
+            errors.loc[errors["value"].astype(str) == value, "reason"] = reason
+    return result.samples, errors
+
+
+def _referenced(table_path: Path, structure_col: str) -> set[str]:
+    """The structure file names a table refers to (the reader itself reports a missing column)."""
+    try:
+        separator = "\t" if table_path.suffix == ".tsv" else ","
+        cells = pd.read_csv(table_path, sep=separator, dtype=str, keep_default_na=False, usecols=[structure_col],
+                            encoding="utf-8-sig")[structure_col]
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return set()
+    return {cell.strip() for cell in cells if cell.strip()}
+
+
+def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict[str, str]:
+    """Parse the referenced CIFs in a bounded separate process first (as the Datasets page does); returns
+    ``{file name: reason}`` of those that cannot be used, which are then not handed to the reader at all."""
+    from cosnet_core.bounded import map_bounded
+    from cosnet_core.structure import DEFAULT_MAX_SITES
+    from cosnet_core.uploaded_cif import summarize_cif
+
+    names = sorted(n for n in cifs if n in referenced or PurePosixPath(n).stem in referenced)
+    outcomes = map_bounded(
+        summarize_cif,
+        [(cifs[n].decode("utf-8-sig", errors="replace"), DEFAULT_MAX_SITES, CIF_TIMEOUT_S) for n in names],
+        timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB,
+    )
+    return {name: value if status == "error" else f"reading it {value}"
+            for name, (status, value) in zip(names, outcomes, strict=True) if status != "ok"}
 
 
 def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pymatgen.core import Lattice, Structure
 from cosnet_core.tabular import TableError
 from cosnet_core.tabular import read_table as read_cli_table
 from tests.cosnet_core.ingest_files import zip_archive
+from tests.pages.test_predict_page import trained_artifacts, trained_study  # noqa: F401  (module fixtures)
 
 NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
 WIDE = (",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" for _ in range(1_000_000)) + "\n").encode()
@@ -86,3 +87,33 @@ def test_a_cif_attached_on_the_structures_page_is_bounded_too(app_env, monkeypat
         review.attach_structure(None, entry_id, "evil.cif", many_symmetry_operations().encode())
     assert time.monotonic() - started < 20  # unbounded, about a minute
     assert review.attach_structure(None, entry_id, "nacl.cif", NACL.encode()) > 0  # a good CIF still attaches
+
+
+def test_a_batch_on_predict_reads_its_cifs_within_the_same_bounds(trained_study, app_test, downloads,  # noqa: F811
+                                                                 monkeypatch):
+    import io
+
+    import pandas as pd
+
+    import ui.predict_view as predict_view
+
+    monkeypatch.setattr(predict_view, "CIF_TIMEOUT_S", 1.0)
+    at = app_test(timeout=120)
+    at.switch_page("pages/predict.py")
+    at.run()
+    batch = at.tabs[1]
+    batch.get("file_uploader")[0].upload("new.csv", b"name,formula,cif\na,NaCl,evil.cif\nb,NaCl,nacl\n", "text/csv")
+    archive = zip_archive({"evil.cif": many_symmetry_operations(), "nacl.cif": NACL})
+    batch.get("file_uploader")[1].upload("s.zip", archive, "application/zip").run()
+    batch = at.tabs[1]
+    batch.selectbox[0].set_value("formula")
+    batch.selectbox[1].set_value("name")
+    batch.selectbox[2].set_value("cif").run()
+    started = time.monotonic()
+    next(b for b in at.button if b.label == "Predict the table").click().run()
+    assert time.monotonic() - started < 30  # unbounded, about a minute
+    assert not at.exception, at.exception
+    result = pd.read_csv(io.BytesIO(downloads(at.download_button[0]))).set_index("id")
+    assert pd.isna(result.loc["a", "prediction"]) and "cif:" in result.loc["a", "reason"]
+    assert "no such file" not in result.loc["a", "reason"]  # the reason is the parser's, not a missing file
+    assert bool(result.loc["b", "has_structure"]) is True and pd.notna(result.loc["b", "prediction"])
