@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def parse_cif(text: str, max_sites: int, timeout_s: float):
+    """The structure of CIF text (bounded in sites and time), for :mod:`cosnet_core.bounded`.
+
+    Raises:
+        StructureError: the CIF cannot be used.
+    """
+    from cosnet_core.structure import load_structure
+
+    return load_structure(text if "\n" in text else text + "\n", max_sites=max_sites, timeout_s=timeout_s)
+
+
 def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]:
     """Parse CIF text (bounded in sites and time) and describe the structure.
 

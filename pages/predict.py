@@ -22,6 +22,7 @@ from ui.predict_view import (
     ArtifactError,
     TableError,
     batch_result,
+    bounded_structure,
     load_models,
     predict_in_chunks,
     read_batch,
@@ -79,7 +80,7 @@ with single:
             cif = st.file_uploader("CIF file", type=["cif"], key="predict-cif")
             if cif is not None:
                 try:
-                    structure = load_structure(cif.getvalue().decode("utf-8", errors="replace"))
+                    structure = bounded_structure(cif.getvalue().decode("utf-8", errors="replace"), cif.name)
                 except StructureError as error:
                     st.error(f"The CIF cannot be used: {md_escape(error)}")
         elif source == "from the structure library" and formula:

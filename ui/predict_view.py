@@ -83,6 +83,23 @@ def read_batch(
     return result.samples, errors
 
 
+def bounded_structure(text: str, name: str = "the CIF"):
+    """One uploaded CIF read in a bounded separate process (10 s, 1 GB), as a pymatgen ``Structure``.
+
+    Raises:
+        StructureError: the CIF cannot be used, took too long or needed too much memory (the reason says which).
+    """
+    from cosnet_core.bounded import map_bounded
+    from cosnet_core.structure import DEFAULT_MAX_SITES, StructureError
+    from cosnet_core.uploaded_cif import parse_cif
+
+    ((status, value),) = map_bounded(parse_cif, [(text, DEFAULT_MAX_SITES, CIF_TIMEOUT_S)],
+                                     timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB)
+    if status != "ok":
+        raise StructureError(name, value if status == "error" else f"reading it {value}")
+    return value
+
+
 def _referenced(table_path: Path, structure_col: str) -> set[str]:
     """The structure file names a table refers to (the reader itself reports a missing column)."""
     try:
@@ -130,4 +147,4 @@ def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.
     return pd.concat([good, bad], ignore_index=True).reindex(columns=RESULT_COLUMNS)
 
 
-__all__ = ["NOT_FINITE", "RESULT_COLUMNS", "ArtifactError", "TableError", "batch_result", "load_models", "predict_in_chunks", "read_batch"]
+__all__ = ["bounded_structure", "NOT_FINITE", "RESULT_COLUMNS", "ArtifactError", "TableError", "batch_result", "load_models", "predict_in_chunks", "read_batch"]

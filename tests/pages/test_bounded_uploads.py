@@ -117,3 +117,20 @@ def test_a_batch_on_predict_reads_its_cifs_within_the_same_bounds(trained_study,
     assert pd.isna(result.loc["a", "prediction"]) and "cif:" in result.loc["a", "reason"]
     assert "no such file" not in result.loc["a", "reason"]  # the reason is the parser's, not a missing file
     assert bool(result.loc["b", "has_structure"]) is True and pd.notna(result.loc["b", "prediction"])
+
+
+def test_one_cif_uploaded_on_predict_is_bounded_too(trained_study, app_test, monkeypatch):  # noqa: F811
+    import ui.predict_view as predict_view
+
+    monkeypatch.setattr(predict_view, "CIF_TIMEOUT_S", 1.0)
+    at = app_test(timeout=120)
+    at.switch_page("pages/predict.py")
+    at.run()
+    at.text_input[0].input("NaCl")
+    at.radio[0].set_value("upload a CIF").run()
+    uploader = next(u for u in at.get("file_uploader") if u.proto.label == "CIF file")
+    started = time.monotonic()
+    uploader.upload("evil.cif", many_symmetry_operations().encode(), "chemical/x-cif").run()
+    assert time.monotonic() - started < 30  # unbounded, about a minute
+    assert not at.exception, at.exception
+    assert at.error[0].value.startswith("The CIF cannot be used: ") and "evil.cif" in at.error[0].value
