@@ -101,9 +101,11 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"unknown training settings {unknown} (known: {', '.join(TRAIN_FIELDS)})")
     else:
         try:
-            TrainConfig(**train)
+            config = TrainConfig(**train)
         except (TypeError, ValueError) as error:
             problems.append(str(error))
+        else:
+            problems += _encoder_problems(config)
     out["train"] = {k: v for k, v in train.items() if k in TRAIN_FIELDS}
     device = str(payload.get("device") or "auto").lower()
     if device not in DEVICES:
@@ -220,6 +222,21 @@ def training_samples(db_url: str, version_id: int) -> list[Any]:
             )
         )
     return samples
+
+
+def _encoder_problems(config: Any) -> list[str]:
+    """A shipped pretrained encoder that does not fit the run's embedding or g_C is refused before the study starts
+    (a path is checked when the run loads it)."""
+    from cosnet_core.pretrained import is_compatible, shipped_checkpoints
+
+    name = config.init_from
+    if not name or name not in shipped_checkpoints():
+        return []
+    fits = is_compatible(name, embedding=config.embedding, hidden_dim=config.hidden_dim,
+                         roost_layers=config.roost_layers, roost_heads=config.roost_heads,
+                         roost_mlp_hidden=config.roost_mlp_hidden)
+    return [] if fits else [f"the pretrained encoder {name} does not fit this network (encoder width "
+                            f"{config.hidden_dim}, embedding {config.embedding}); choose none or its width"]
 
 
 def split_for_run(samples: list[Any], split_settings: dict[str, Any], seed: int) -> Any:

@@ -75,6 +75,8 @@ def test_descriptors_and_pretrained_encoder_are_recorded_with_each_run():
         ({"dataset_version_id": 1, "split": {"fractions": [0.8, 0.0, 0.2]}}, "validation share > 0"),
         ({"dataset_version_id": 1, "split": {"protocol": "same"}}, "split protocol must be one of fixed-test, resplit"),
         ({"dataset_version_id": 1, "structure_fractions": [1.5]}, "structure_fractions"),
+        ({"dataset_version_id": 1, "train": {"init_from": "roost64-dft4", "hidden_dim": 8}},
+         "the pretrained encoder roost64-dft4 does not fit this network (encoder width 8"),
     ],
 )
 def test_bad_payloads_are_refused_before_anything_is_written(db_url, payload, fragment):
