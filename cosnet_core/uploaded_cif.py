@@ -1,4 +1,9 @@
-"""One uploaded CIF read into the facts the Datasets page stores with it (run inside :mod:`cosnet_core.bounded`)."""
+"""One uploaded CIF read into the facts the Datasets page stores with it (run inside :mod:`cosnet_core.bounded`).
+
+Callers in :mod:`cosnet_core.bounded` pass ``timeout_s=0``: the parent's hard kill is the time limit. The in-process
+timer of ``load_structure`` interrupts pymatgen wherever it is, and pymatgen may swallow that and return a
+structure built from part of the file.
+"""
 
 from __future__ import annotations
 

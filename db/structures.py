@@ -351,16 +351,30 @@ def _parse_cif_candidate(text: str, external_id: str, item: str, max_sites: int,
 CIF_PARSE_TIMEOUT_S, CIF_PARSE_MEMORY_MB = 15.0, 1024
 
 
-def _bounded_cif_candidate(text: str, external_id: str, item: str, max_sites: int):
-    """:func:`_parse_cif_candidate` in a separate process with a hard time and memory limit (a single CIF read in
-    a page's script thread, where no timer can stop pymatgen)."""
+def _bounded_cif_candidates(entries: Sequence[tuple[str, str, str, int, dict[str, Any]]]) -> list:
+    """:func:`_parse_cif_candidate` for each ``(text, external_id, item, max_sites, properties)``, in a separate
+    process with a hard time and memory limit per CIF (pages' script threads cannot stop pymatgen otherwise).
+
+    Raises:
+        StructureStoreError: the first CIF that cannot be used, named (nothing is imported then).
+    """
     from cosnet_core.bounded import map_bounded
 
-    ((status, value),) = map_bounded(_parse_cif_candidate, [(text, external_id, item, max_sites)],
-                                     timeout_s=CIF_PARSE_TIMEOUT_S, memory_mb=CIF_PARSE_MEMORY_MB)
-    if status == "ok":
-        return value
-    raise StructureStoreError(item, value if status == "error" else f"reading it {value}")
+    outcomes = map_bounded(_parse_cif_candidate_with, list(entries), timeout_s=CIF_PARSE_TIMEOUT_S,
+                           memory_mb=CIF_PARSE_MEMORY_MB)
+    for (_, _, item, _, _), (status, value) in zip(entries, outcomes, strict=True):
+        if status != "ok":
+            raise StructureStoreError(item, value if status == "error" else f"reading it {value}")
+    return [value for _, value in outcomes]
+
+
+def _parse_cif_candidate_with(text: str, external_id: str, item: str, max_sites: int, properties: dict[str, Any]):
+    return _parse_cif_candidate(text, external_id, item, max_sites, **properties)
+
+
+def _bounded_cif_candidate(text: str, external_id: str, item: str, max_sites: int):
+    """One CIF through :func:`_bounded_cif_candidates`."""
+    return _bounded_cif_candidates([(text, external_id, item, max_sites, {})])[0]
 
 
 def _spacegroup(structure) -> tuple[str | None, int | None]:
@@ -460,7 +474,7 @@ def _table_candidates(name: str, data: bytes, max_sites: int, progress: Progress
             f"needs an id column (one of {', '.join(TABLE_ID_COLUMNS)}) and a 'cif' column; "
             f"it has {', '.join(map(str, frame.columns))}",
         )
-    candidates = []
+    entries: list[tuple[str, str, str, int, dict[str, Any]]] = []
     seen: set[str] = set()
     n_rows = len(frame)
     for row_number, row in enumerate(frame.to_dict("records"), start=1):
@@ -477,22 +491,22 @@ def _table_candidates(name: str, data: bytes, max_sites: int, progress: Progress
         if not cif:
             raise StructureStoreError(f"{item} ({external_id})", "the 'cif' value is empty")
         number = _optional_int(row.get("spacegroup_number"))
-        candidates.append(
-            _parse_cif_candidate(
-                cif,
-                external_id,
-                f"{item} ({external_id})",
-                max_sites,
-                spacegroup_number=number,
-                spacegroup_symbol=_cell(row.get("spacegroup_symbol")) or None,
-                energy_above_hull=_optional_float(row.get("energy_above_hull")),
-                is_stable=_optional_flag(row.get("is_stable")),
-                theoretical=_optional_flag(row.get("theoretical")),
-            )
-        )
-    if not candidates:
+        entries.append((
+            cif,
+            external_id,
+            f"{item} ({external_id})",
+            max_sites,
+            {
+                "spacegroup_number": number,
+                "spacegroup_symbol": _cell(row.get("spacegroup_symbol")) or None,
+                "energy_above_hull": _optional_float(row.get("energy_above_hull")),
+                "is_stable": _optional_flag(row.get("is_stable")),
+                "theoretical": _optional_flag(row.get("theoretical")),
+            },
+        ))
+    if not entries:
         raise StructureStoreError(name, "the table has no rows")
-    return candidates
+    return _bounded_cif_candidates(entries)
 
 
 def read_library_upload(
@@ -520,13 +534,12 @@ def read_library_upload(
         return [_bounded_cif_candidate(_decode(data, name), name, name, max_sites)]
     if lower.endswith(ZIP_SUFFIXES):
         members = _zip_members(name, data)
-        candidates = []
-        for position, (member, member_data) in enumerate(members, start=1):
-            if progress is not None and position % 50 == 0:
-                progress(position / len(members), f"{name}: read {position} of {len(members)} CIFs")
-            item = f"{name}: {member}"
-            candidates.append(_parse_cif_candidate(_decode(member_data, item), member, item, max_sites))
-        return candidates
+        if progress is not None:
+            progress(0.0, f"{name}: reading {len(members)} CIFs")
+        return _bounded_cif_candidates([
+            (_decode(member_data, f"{name}: {member}"), member, f"{name}: {member}", max_sites, {})
+            for member, member_data in members
+        ])
     if lower.endswith(TABLE_SUFFIXES):
         return _table_candidates(name, data, max_sites, progress)
     raise StructureStoreError(

@@ -169,7 +169,7 @@ def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> Up
 
     names = sorted(set(members))
     texts = [cifs[member].decode("utf-8-sig", errors="replace") for member in names]
-    outcomes = map_bounded(summarize_cif, [(text, CIF_MAX_SITES, CIF_TIMEOUT_S) for text in texts],
+    outcomes = map_bounded(summarize_cif, [(text, CIF_MAX_SITES, 0) for text in texts],
                            timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB)
     structures: dict[str, UploadedStructure] = {}
     errors: dict[str, str] = {}

@@ -93,7 +93,7 @@ def bounded_structure(text: str, name: str = "the CIF"):
     from cosnet_core.structure import DEFAULT_MAX_SITES, StructureError
     from cosnet_core.uploaded_cif import parse_cif
 
-    ((status, value),) = map_bounded(parse_cif, [(text, DEFAULT_MAX_SITES, CIF_TIMEOUT_S)],
+    ((status, value),) = map_bounded(parse_cif, [(text, DEFAULT_MAX_SITES, 0)],
                                      timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB)
     if status != "ok":
         raise StructureError(name, value if status == "error" else f"reading it {value}")
@@ -121,7 +121,7 @@ def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict
     names = sorted(n for n in cifs if n in referenced or PurePosixPath(n).stem in referenced)
     outcomes = map_bounded(
         summarize_cif,
-        [(cifs[n].decode("utf-8-sig", errors="replace"), DEFAULT_MAX_SITES, CIF_TIMEOUT_S) for n in names],
+        [(cifs[n].decode("utf-8-sig", errors="replace"), DEFAULT_MAX_SITES, 0) for n in names],
         timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB,
     )
     return {name: value if status == "error" else f"reading it {value}"
