@@ -149,12 +149,12 @@ def test_descriptors_and_pretrained_encoder_choices_reach_the_study_payload(app_
     db_url = os.environ["COSNET_DATABASE_URL"]
     descriptors = _selectbox(at, "Composition descriptors")
     encoder = _selectbox(at, "Start g_C from a pretrained encoder")
-    # the page's defaults are the app's training defaults (DEFAULTS: Magpie descriptors and the shipped encoder),
+    # the page's defaults are the app's training defaults (DEFAULTS: the shipped encoder, no descriptors),
     # and it offers every shipped checkpoint
     from cosnet_core.hparams import DEFAULTS
     from cosnet_core.pretrained import shipped_checkpoints
 
-    assert descriptors.value == DEFAULTS["descriptors"] == "magpie"
+    assert descriptors.value == DEFAULTS["descriptors"] == "none"
     assert encoder.value == DEFAULTS["init_from"] == "roost64-dft4"
     assert encoder.options[1:] == shipped_checkpoints() and encoder.options[0].startswith("none")
     # an encoder of another width is refused on the form, before launch
@@ -163,12 +163,12 @@ def test_descriptors_and_pretrained_encoder_choices_reach_the_study_payload(app_
     assert any("pretrained encoder roost64-dft4 was trained for 64-wide encoders" in e.value for e in at.error)
     assert next(b for b in at.button if b.label == "Launch study").disabled
     width.set_value(64).run()
-    descriptors.set_value("none").run()
+    descriptors.set_value("magpie").run()
     encoder.set_value("none").run()
     next(b for b in at.button if b.label == "Launch study").click().run()
     assert not at.exception, at.exception
     assert "Study queued" in texts(at)
     (job,) = store.pending_study_jobs(db_url, version_id)
     train = store.job_row(db_url, job["id"])["payload"]["train"]
-    assert train["descriptors"] == "none" and train["init_from"] is None
-    assert TrainConfig.from_dict({k: train[k] for k in ("descriptors", "init_from")}).descriptors == "none"
+    assert train["descriptors"] == "magpie" and train["init_from"] is None
+    assert TrainConfig.from_dict({k: train[k] for k in ("descriptors", "init_from")}).descriptors == "magpie"
