@@ -68,6 +68,9 @@ def test_launch_watch_progress_and_cancel(app_test, app_env, ray_session):  # no
     [n for n in at.number_input if n.label == "Epochs"][0].set_value(300)
     [n for n in at.number_input if n.label == "Encoder width"][0].set_value(8)
     at.run()
+    # an 8-wide encoder cannot start from the 64-wide pretrained one: the form says so until the choice is none
+    assert any("was trained for 64-wide encoders" in e.value for e in at.error)
+    _selectbox(at, "Start g_C from a pretrained encoder").set_value("none").run()
     assert "1 runs of 300 epochs on 30 rows" in texts(at)
     try:
         [b for b in at.button if b.label == "Launch study"][0].click()
