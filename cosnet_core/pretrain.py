@@ -141,7 +141,8 @@ def read_task(table: TaskTable, *, max_rows: int | None = None, seed: int = 0) -
     Raises:
         PretrainError: the file is missing or lacks the ``formula``/``target`` columns, or nothing is usable.
     """
-    from cosnet_core.composition import FormulaError, element_fractions, parse_formula
+    from cosnet_core.composition import FormulaError, parse_formula
+    from cosnet_core.data import composition_key
 
     if not Path(table.path).is_file():
         raise PretrainError(f"pretraining table {table.path} does not exist")
@@ -161,8 +162,8 @@ def read_task(table: TaskTable, *, max_rows: int | None = None, seed: int = 0) -
     keys: dict[str, str | None] = {}
     for formula in formulas:
         try:
-            fractions = element_fractions(parse_formula(formula))
-            keys[formula] = " ".join(f"{symbol}{fraction:.6g}" for symbol, fraction in fractions)
+            # the project's one definition of "same composition" (element fractions to 1e-6), written as a formula
+            keys[formula] = " ".join(f"{symbol}{fraction:g}" for symbol, fraction in composition_key(parse_formula(formula)))
         except (FormulaError, ValueError):
             keys[formula] = None
     frame = frame.assign(key=frame["formula"].astype(str).map(keys)).dropna(subset=["key"])

@@ -72,18 +72,18 @@ def test_read_task_averages_polymorphs_and_skips_unusable_rows(tables) -> None:
 
 
 def test_pretraining_a_tiny_table_end_to_end(tables, tmp_path) -> None:
-    config = PretrainConfig(epochs=3, batch_size=32, hidden_dim=HIDDEN, val_fraction=0.2, device="cpu")
+    config = PretrainConfig(epochs=6, batch_size=32, hidden_dim=HIDDEN, val_fraction=0.2, device="cpu")
     result = pretrain(tables, tmp_path / "enc.pt", config)
-    assert [report["epoch"] for report in result.history] == [1, 2, 3]
-    assert 1 <= result.best_epoch <= 3
+    assert [report["epoch"] for report in result.history] == [1, 2, 3, 4, 5, 6]
+    assert 1 <= result.best_epoch <= 6
     assert [task["name"] for task in result.tasks] == ["en", "count"]
     assert result.tasks[0]["n_train"] + result.tasks[0]["n_val"] == len(_formulas())
     assert all(np.isfinite(task["val_mae"]) and task["val_mae"] > 0 for task in result.tasks)
     checkpoint = torch.load(result.path, weights_only=True)
     assert checkpoint["format"] == ENCODER_FORMAT
     assert checkpoint["encoder_config"]["hidden_dim"] == HIDDEN
-    # The first epochs learn something: the best validation loss is below the first one's or equal to it.
-    assert min(r["val_loss"] for r in result.history) <= result.history[0]["val_loss"]
+    # The heads and g_C learn: the training loss of the last epoch is clearly below the first one's.
+    assert result.history[-1]["train_loss"] < 0.8 * result.history[0]["train_loss"]
 
 
 def test_pretraining_refuses_a_missing_table_and_a_table_without_columns(tmp_path) -> None:
