@@ -144,6 +144,7 @@ def streamlit_server(
     env: dict[str, str] | None = None,
     startup_timeout_s: float = 60.0,
     log_path: Path | None = None,
+    address_flag: bool = True,
 ) -> Iterator[str]:
     """Run ``streamlit run script`` on 127.0.0.1 at a free port for the duration of the block.
 
@@ -152,6 +153,8 @@ def streamlit_server(
         env: environment variables added to (and overriding) the current environment, e.g. ``COSNET_DATA_DIR``.
         startup_timeout_s: how long to wait for ``/_stcore/health``.
         log_path: where the server's stdout/stderr go; default ``test-artifacts/streamlit-<script>.log``.
+        address_flag: pass ``--server.address 127.0.0.1`` and ``--server.fileWatcherType none``; False leaves
+            both to ``.streamlit/config.toml``, as the README's ``streamlit run app.py`` does.
 
     Yields:
         The base URL, e.g. ``http://127.0.0.1:51234``.
@@ -164,9 +167,8 @@ def streamlit_server(
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(port),
-        "--server.address", "127.0.0.1",
+        *(["--server.address", "127.0.0.1", "--server.fileWatcherType", "none"] if address_flag else []),
         "--server.headless", "true",
-        "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,9 @@
 ``COSNET_AUTH`` chooses the mode:
 
 * ``none`` (default): one user, ``local``, for the scientist running the app on their own computer.
-  The sidebar says so. Do not expose such an instance on a network.
+  The sidebar says so. Do not expose such an instance on a network: ``.streamlit/config.toml`` makes
+  ``streamlit run app.py`` listen on 127.0.0.1 only, and the sidebar warns when the server listens on any other
+  address (every interface, as in the Docker image) without a login.
 * ``accounts``: built-in accounts (Argon2id hashes in the database, see ``db/users.py``); an administrator
   creates the users on the Admin page.
 * ``oidc``: Streamlit's built-in OpenID Connect login (``st.login``) against the lab's identity provider,
@@ -16,6 +18,7 @@ page and no data is reachable without a login.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -156,10 +159,40 @@ def logout() -> None:
         st.logout()
 
 
+def listens_beyond_this_computer(address: str | None) -> bool:
+    """Whether a Streamlit ``server.address`` lets other computers connect.
+
+    Unset (Streamlit's own default), ``0.0.0.0`` or ``::`` mean every interface; a specific non-loopback address
+    is a network too. Only ``localhost`` and loopback addresses (127.0.0.0/8, ``::1``) keep the app on this computer.
+    """
+    address = (address or "").strip().strip("[]")
+    if address == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:  # empty (every interface) or a host name that may resolve to any interface
+        return True
+
+
 def sidebar_identity(user: CurrentUser) -> None:
-    """Say in the sidebar who is logged in, or that this is a single-user instance."""
+    """Say in the sidebar who is logged in, or that this is a single-user instance.
+
+    In single-user mode the sidebar warns "do not expose it" only while the server listens beyond this computer
+    (see :func:`listens_beyond_this_computer`): then anyone who reaches the port reads and changes every dataset.
+    """
     if user.mode == "none":
-        st.sidebar.caption("Single-user mode on this computer: no login is configured.")
+        address = st.get_option("server.address")
+        if listens_beyond_this_computer(address):
+            where = f"on {address}" if address and address.strip() not in ("0.0.0.0", "::", "[::]") else (
+                "on every network interface"
+            )
+            st.sidebar.warning(
+                f"Single-user mode, no login is configured, and this server listens {md_escape(where)}: anyone who "
+                "can reach it can read and change all data. Do not expose it on a network: set COSNET_AUTH "
+                "(accounts or oidc) or listen on 127.0.0.1 (server.address in .streamlit/config.toml)."
+            )
+        else:
+            st.sidebar.caption("Single-user mode on this computer: no login is configured.")
         return
     st.sidebar.caption(f"Logged in as {md_escape(user.username)}{' (administrator)' if user.is_admin else ''}.")
     if st.sidebar.button("Log out"):
