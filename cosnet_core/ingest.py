@@ -561,7 +561,9 @@ class ColumnMapping:
         temperature: the measurement temperature (in the unit of the file; the window uses the same unit).
         split: a given train/val/test assignment.
         reference: the source (DOI or citation); a year inside it serves the "most recent" policy.
-        year: the publication year.
+        year: the publication year, or a date (``2019-05-01``, ``05/2019``): its year serves "most recent".
+        censored_flag: a yes/no column saying "this value is an upper bound" (``censored``, ``upper_bound``…):
+            a row flagged yes is censored like a ``<1E-10`` value (see :func:`parse_flag` for what counts as yes/no).
         extra: further columns kept as metadata.
     """
 
@@ -574,11 +576,12 @@ class ColumnMapping:
     split: str | None = None
     reference: str | None = None
     year: str | None = None
+    censored_flag: str | None = None
     extra: tuple[str, ...] = ()
 
     def optional_fields(self) -> dict[str, str]:
         """The optional roles that are mapped, ``{role: column}``."""
-        roles = ("id", "structure_file", "mp_id", "temperature", "split", "reference", "year")
+        roles = ("id", "structure_file", "mp_id", "temperature", "split", "reference", "year", "censored_flag")
         return {role: getattr(self, role) for role in roles if getattr(self, role)}
 
     def validate(self, columns: Sequence[str]) -> None:
@@ -650,7 +653,7 @@ _NAME_GUESSES: dict[str, tuple[str, ...]] = {
         "exptforme",
         "target*",
     ),
-    "id": ("id", "sampleid", "entryid", "name", "identifier", "key"),
+    "id": ("id", "sampleid", "entryid", "name", "identifier", "key", "sample"),
     "structure_file": (
         "structurefile",
         "ciffile",
@@ -664,7 +667,10 @@ _NAME_GUESSES: dict[str, tuple[str, ...]] = {
     "temperature": ("temperature", "temperaturec", "temperaturek", "temp", "tc", "tk", "temperature*"),
     "split": ("split", "subset", "set", "fold", "partition"),
     "reference": ("doi", "reference", "source", "ref", "citation", "paper"),
-    "year": ("year", "publicationyear", "pubyear"),
+    "year": ("year", "publicationyear", "pubyear", "date", "publicationdate"),
+    "censored_flag": (
+        "censored", "iscensored", "upperbound", "isupperbound", "censoredupperbound", "censored*", "upperbound*",
+    ),
 }
 
 
@@ -715,8 +721,10 @@ class CleaningOptions:
     Attributes:
         unit: the target's unit label as the user states it (``"S/cm"``, ``"eV"``); stored, not converted.
         log10: store log10(target) (conductivities); non-positive values are rejected with a reason.
-        censored: ``"exclude"`` (default: status ``censored``) or ``"include_at_bound"`` (kept at the bound
-            value, flagged in ``reason`` and in the ``censored`` column).
+        censored: rows whose target is a bound (``<1E-10`` or flagged in the censored-flag column):
+            ``"exclude"`` (default: status ``censored``, not used) or ``"include_at_bound"`` (status ``kept`` with
+            the bound as target and its sign in the ``censored`` column: a study drops them or trains on them as
+            bounds, ``TrainConfig.censored``; they are never scored as measurements).
         temperature_window: keep only rows with ``low <= temperature <= high`` (in the file's unit); ``None``
             keeps every temperature.
         missing_temperature: with a window, rows without a (numeric) temperature are ``"filter"``-ed (default)
@@ -769,6 +777,29 @@ class CleaningOptions:
 # A censored value: a comparison sign then a number, e.g. "<1E-10", "> 5", "≤ 1e-8".
 _CENSORED = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*(.+?)\s*$")
 _YEAR = re.compile(r"(?<!\d)(19[5-9]\d|20\d\d)(?!\d)")
+_ISO_DATE = re.compile(r"^\s*(19[5-9]\d|20\d\d)-(\d{1,2})(?:-(\d{1,2}))?")
+_FLAG_YES = frozenset({"1", "true", "t", "yes", "y", "x", "censored", "upper bound", "upperbound", "<", "1.0"})
+_FLAG_NO = frozenset({"", "0", "false", "f", "no", "n", "-", "0.0", "measured", "nan", "none"})
+
+
+def parse_flag(text: object) -> bool | None:
+    """Read a yes/no cell of a censored-flag column.
+
+    Yes: ``1``, ``true``, ``yes``, ``y``, ``x``, ``censored``, ``upper bound``, ``<``; no: empty, ``0``, ``false``,
+    ``no``, ``n``, ``-``, ``measured`` (case and surrounding spaces ignored).
+
+    Args:
+        text: the cell.
+
+    Returns:
+        True, False, or None when the cell is neither (the row is then rejected with the reason).
+    """
+    cell = str(text if text is not None else "").strip().lower()
+    if cell in _FLAG_YES:
+        return True
+    if cell in _FLAG_NO:
+        return False
+    return None
 
 
 def _clean_number_text(text: str) -> tuple[str, bool]:
@@ -991,17 +1022,22 @@ def _match_cif(
 
 
 def _recency(row_values: Mapping[str, str]) -> float:
-    """The year of a row for the most-recent policy (−inf when unknown)."""
+    """When a row was reported, for the most-recent policy: the year column (a year, or an ISO date such as
+    ``2019-05-01``, read as a fractional year so that months and days order rows of one year; any other text
+    holding a year gives that year), else a year inside the reference; −inf when unknown."""
     for role in ("year", "reference"):
         text = row_values.get(role, "")
         if role == "year":
             value = _parse_number(text.strip())
             if value is not None and math.isfinite(value):
                 return value
-        else:
-            match = _YEAR.search(text)
-            if match:
-                return float(match.group(1))
+            date = _ISO_DATE.match(text)
+            if date and 1 <= int(date.group(2)) <= 12:
+                day = int(date.group(3) or 1)
+                return int(date.group(1)) + (int(date.group(2)) - 1) / 12 + (min(day, 31) - 1) / 372
+        match = _YEAR.search(text)
+        if match:
+            return float(match.group(1))
     return -math.inf
 
 
@@ -1092,13 +1128,28 @@ def clean_table(
             if too_large:
                 problems.append(too_large)
                 target = None
-        if parsed.censored and not parsed.problem and target is not None:
-            bound = f"{parsed.censored}{parsed.value:g}"
+        censored_sign = parsed.censored
+        if mapping.censored_flag:
+            flag_text = role_values["censored_flag"]
+            flag = parse_flag(flag_text)
+            if flag is None:
+                problems.append(
+                    f"the censored flag {flag_text.strip()!r} (column {mapping.censored_flag!r}) is not yes or no "
+                    "(yes/no, true/false, 1/0; empty means no)"
+                )
+            elif flag and not censored_sign:
+                censored_sign = "<"
+                notes.append(f"flagged as an upper bound in the column {mapping.censored_flag!r}")
+        if censored_sign and not parsed.problem and target is not None:
+            bound = f"{censored_sign}{parsed.value:g}"
+            shown = target_raw.strip() if parsed.censored else bound
             if options.censored == "exclude":
                 status = STATUS_CENSORED
-                notes.append(f"censored value {target_raw.strip()!r} (a bound, not a measurement); excluded")
+                notes.append(f"censored value {shown!r} (a bound, not a measurement); excluded")
             else:
-                notes.append(f"censored value {target_raw.strip()!r} included at its bound {bound}")
+                notes.append(
+                    f"censored value {shown!r} included at its bound {bound} (a bound: never scored as a measurement)"
+                )
 
         temperature: float | None = None
         if mapping.temperature:
@@ -1133,7 +1184,7 @@ def clean_table(
             "composition_key": key,
             "target": target if not problems else None,
             "target_raw": target_raw,
-            "censored": parsed.censored,
+            "censored": censored_sign,
             "status": status,
             "reason": "; ".join(problems + notes),
             "cif_member": cif_member,
@@ -1221,7 +1272,7 @@ def _resolve_duplicates(records: list[dict[str, object]], options: CleaningOptio
             best = max(range(len(group)), key=lambda i: (recency[i], i))
             aggregate = values[best]
             year = recency[best]
-            how = f"most recent of {len(values)} rows" + (f" ({year:.0f})" if math.isfinite(year) else "")
+            how = f"most recent of {len(values)} rows" + (f" ({math.floor(year)})" if math.isfinite(year) else "")
         keeper = group[best]
         keeper["target"] = aggregate
         keeper["reason"] = _join_reasons(keeper["reason"], f"duplicate composition: {how}")
