@@ -132,10 +132,15 @@ def claim_job(db_url: str, job_id: int, *, pid: int, host: str, log_path: str) -
 
     Returns:
         ``{"kind", "payload", "attempts"}`` of the claimed job, or None when it was not queued any more
-        (cancelled meanwhile, or claimed by someone else).
+        (cancelled meanwhile, or claimed by someone else) or must never start: a training job whose run or study
+        was cancelled is marked cancelled here, at claim time, so it never trains (see :func:`_cancelled_at_claim`).
     """
     now = utcnow()
     with session_scope(db_url) as session:
+        reason = _cancelled_at_claim(session, job_id)
+        if reason is not None:
+            _cancel_queued(session, job_id, reason, now)
+            return None
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "queued")
@@ -155,6 +160,47 @@ def claim_job(db_url: str, job_id: int, *, pid: int, host: str, log_path: str) -
         if job.started_at is None:
             job.started_at = now
         return {"kind": job.kind, "payload": dict(job.payload or {}), "attempts": job.attempts}
+
+
+def _cancelled_at_claim(session: Any, job_id: int) -> str | None:
+    """Why a queued job must not start although it is still queued, or None when it may.
+
+    A study's training jobs can be created just after the study was cancelled (the study job was between its
+    last check and :func:`create_runs`), and a job put back in the queue by recovery keeps its cancel request:
+    checking the job, its run, its study and the study's job when a worker claims it closes every such gap.
+    """
+    job = session.get(Job, job_id)
+    if job is None or job.status != "queued":
+        return None
+    if job.cancel_requested:
+        return "cancelled before it started"
+    run = session.scalar(select(Run).where(Run.job_id == job_id).limit(1))
+    if run is None:
+        return None
+    if run.cancel_requested:
+        return "cancelled before it started"
+    study = run.study
+    if study is None:
+        return None
+    parent = session.get(Job, study.job_id) if study.job_id is not None else None
+    if study.status == "cancelled" or (parent is not None and (parent.cancel_requested or parent.status == "cancelled")):
+        return f"never started: study {study.id} was cancelled"
+    return None
+
+
+def _cancel_queued(session: Any, job_id: int, message: str, now: datetime) -> None:
+    """Mark a queued job and its run cancelled (nothing else changes; a job that left the queue is untouched)."""
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", cancel_requested=True, finished_at=now, message=message)
+    ).rowcount
+    if changed:
+        session.execute(
+            update(Run)
+            .where(Run.job_id == job_id, Run.status.in_(ACTIVE))
+            .values(status="cancelled", cancel_requested=True, finished_at=now)
+        )
 
 
 def finish_job(db_url: str, job_id: int, status: str, *, error: str | None = None, message: str | None = None) -> None:
@@ -364,14 +410,10 @@ def request_cancel(db_url: str, job_id: int, *, actor: Actor | None = None) -> s
             target.cancel_requested = True
             session.execute(update(Run).where(Run.job_id == target_id).values(cancel_requested=True))
             if target.status == "queued":
-                target.status = "cancelled"
-                target.finished_at = now
-                target.message = "cancelled before it started"
-                session.execute(
-                    update(Run)
-                    .where(Run.job_id == target_id, Run.status.in_(ACTIVE))
-                    .values(status="cancelled", finished_at=now)
-                )
+                session.flush()
+                _cancel_queued(session, target_id, "cancelled before it started", now)
+                session.refresh(target)
+        session.refresh(job)
         return job.status
 
 
@@ -599,7 +641,8 @@ def runs_of_study(db_url: str, study_id: int) -> list[dict[str, Any]]:
 
     Returns:
         One dictionary per run (``id, mode, seed, structure_fraction, status, epochs_done, n_epochs, job_id,
-        job_status, error, best_val_mae, device, duration_s``).
+        job_status, error, best_val_mae, device, duration_s, message, cancel_requested``) plus ``state``, what it
+        is doing now (:func:`run_state`).
     """
     with session_scope(db_url) as session:
         rows = session.execute(
@@ -609,13 +652,60 @@ def runs_of_study(db_url: str, study_id: int) -> list[dict[str, Any]]:
             )
             .outerjoin(Job, Run.job_id == Job.id)
             .where(Run.study_id == study_id)
+                Run.cancel_requested,
             .order_by(Run.id)
         ).all()
     names = (
         "id", "mode", "seed", "structure_fraction", "status", "epochs_done", "n_epochs", "job_id", "job_status",
-        "error", "best_val_mae", "device", "duration_s", "message",
+        "error", "best_val_mae", "device", "duration_s", "message", "cancel_requested",
     )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    runs = [dict(zip(names, row, strict=True)) for row in rows]
+    for run in runs:
+        run["cancel_requested"] = bool(run["cancel_requested"])
+        run["state"] = run_state(run)
+    return runs
+
+
+RUN_STATES = ("queued", "running", "stopping", "succeeded", "failed", "cancelled")
+
+
+def run_state(run: dict[str, Any]) -> str:
+    """What a run is doing now, from its own status and its training job's.
+
+    ``queued``: waiting for a worker (its job is not claimed yet); ``running``: a worker holds its job (also while
+    it loads data before the first epoch, when the run row still says queued); ``stopping``: running but asked to
+    cancel (it stops after the current epoch); otherwise the run's end, or its job's end when the job ended
+    without updating the run (a worker that died).
+
+    Args:
+        run: a row of :func:`runs_of_study`.
+
+    Returns:
+        One of :data:`RUN_STATES`.
+    """
+    status, job_status = run["status"], run.get("job_status")
+    if status in TERMINAL:
+        return status
+    if job_status in TERMINAL:
+        return job_status
+    if "running" in (status, job_status):
+        return "stopping" if run.get("cancel_requested") else "running"
+    return "queued"
+
+
+def run_counts(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many runs are in each of :data:`RUN_STATES` (every state present, zero included).
+
+    Args:
+        runs: rows of :func:`runs_of_study`.
+
+    Returns:
+        ``{state: count}``; the counts add up to ``len(runs)``.
+    """
+    counts = dict.fromkeys(RUN_STATES, 0)
+    for run in runs:
+        counts[run.get("state") or run_state(run)] += 1
+    return counts
 
 
 def mark_run_started(
@@ -859,7 +949,7 @@ def studies_of_version(db_url: str, version_id: int, limit: int = 20) -> list[di
 
     Returns:
         ``[{"id", "name", "status", "job_id", "job_status", "progress", "message", "error", "created_at",
-        "finished_at", "modes", "seeds", "config", "log_path"}]``.
+        "finished_at", "modes", "seeds", "config", "log_path", "cancel_requested"}]``.
     """
     with session_scope(db_url) as session:
         rows = session.execute(
@@ -871,10 +961,11 @@ def studies_of_version(db_url: str, version_id: int, limit: int = 20) -> list[di
             .where(Study.dataset_version_id == version_id)
             .order_by(Study.id.desc())
             .limit(limit)
+                Job.cancel_requested,
         ).all()
     names = (
         "id", "name", "status", "job_id", "job_status", "progress", "message", "error", "created_at",
-        "finished_at", "modes", "seeds", "config", "log_path",
+        "finished_at", "modes", "seeds", "config", "log_path", "cancel_requested",
     )
     return [dict(zip(names, row, strict=True)) for row in rows]
 

@@ -498,6 +498,9 @@ def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
         payload: the validated study payload.
 
     Returns:
+    if runs and all(r["state"] == "cancelled" for r in runs):  # each run was cancelled one by one
+        _end_study(ctx, study_id, "cancelled")
+        raise JobCancelled("every run of the study was cancelled")
         ``{"baselines": {"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
         "r2_std", "n"}}}`` (mean ± std over the seeds), ``"baseline_rows": [{"seed", "train_entry_ids",
         "test_entry_ids", "predictions": {name: [...]}}]`` (one per seed, the test predictions in the order of
@@ -557,13 +560,11 @@ def _wait_for_runs(ctx: JobContext, study_id: int) -> bool:
     cancelled = False
     while True:
         runs = store.runs_of_study(ctx.db_url, study_id)
-        statuses = [r["job_status"] or r["status"] for r in runs]
         total_epochs = sum(r["n_epochs"] for r in runs) or 1
-        epochs = sum(r["n_epochs"] if s in store.TERMINAL else min(r["epochs_done"], r["n_epochs"])
-                     for r, s in zip(runs, statuses, strict=True))
-        finished = sum(s in store.TERMINAL for s in statuses)
-        running = sum(s == "running" for s in statuses)
-        ctx.progress(0.98 * epochs / total_epochs, f"{finished}/{len(runs)} runs finished, {running} running")
+        epochs = sum(r["n_epochs"] if r["state"] in store.TERMINAL else min(r["epochs_done"], r["n_epochs"])
+                     for r in runs)
+        ctx.progress(0.98 * epochs / total_epochs, progress_message(runs))
+        finished = sum(r["state"] in store.TERMINAL for r in runs)
         if finished == len(runs):
             return cancelled or ctx.should_cancel()
         if not cancelled and ctx.should_cancel():
@@ -589,6 +590,25 @@ def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- results
+
+
+def progress_message(runs: list[dict[str, Any]]) -> str:
+    """The study's progress line: finished runs, then queued and running ones counted apart.
+
+    Args:
+        runs: rows of :func:`jobs.store.runs_of_study`.
+
+    Returns:
+        e.g. ``"2/6 runs finished (1 cancelled), 1 running, 3 queued"``.
+    """
+    counts = store.run_counts(runs)
+    finished = sum(counts[s] for s in store.TERMINAL)
+    ends = ", ".join(f"{counts[s]} {s}" for s in ("failed", "cancelled") if counts[s])
+    message = f"{finished}/{len(runs)} runs finished" + (f" ({ends})" if ends else "")
+    message += f", {counts['running']} running"
+    if counts["stopping"]:
+        message += f", {counts['stopping']} stopping"
+    return message + f", {counts['queued']} queued"
 
 
 def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:

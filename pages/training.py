@@ -34,7 +34,10 @@ DESCRIPTOR_LABELS = {
     "magpie": "Magpie statistics of the composition beside C",
 }
 FIGURE2_KEPT = [0.0, 0.2, 0.4, 0.6, 0.8]
-STATUS_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATUS_ICONS = {
+    "queued": "⏳", "running": "🏃", "stopping": "⏹️", "cancelling": "⏹️", "succeeded": "✅", "failed": "❌",
+    "cancelled": "⏹️",
+}
 
 
 def _who() -> str:
@@ -310,9 +313,12 @@ def _study_card(study: dict, target_unit: str) -> None:
         st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
         st.caption(md_escape(study["name"]))
         st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
-        if status in store.ACTIVE and st.button("Cancel study", key=f"cancel-{study['job_id']}"):
-            jobs.cancel(study["job_id"], actor=current_actor())  # the data layer refuses other users' studies
-            st.toast(f"Cancelling study {study['id']}: running runs stop after their current epoch.")
+        if status in store.ACTIVE:
+            st.button(
+                "Cancel study", key=f"cancel-{study['job_id']}", on_click=_cancel,
+                args=(study["job_id"], f"Cancelling study {study['id']}: queued runs never start, running runs "
+                      "stop after their current epoch."),
+            )
         if study["error"]:
             st.error(f"The study failed: {md_escape(study['error'])}")
         runs = store.runs_of_study(url, study["id"])
@@ -324,12 +330,44 @@ def _study_card(study: dict, target_unit: str) -> None:
                     "Seed": [r["seed"] for r in runs],
                     "Structures kept": [r["structure_fraction"] if r["structure_fraction"] is not None else 1.0
                                         for r in runs],
-                    "Status": [f"{STATUS_ICONS.get(r['status'], '')} {r['status']}" for r in runs],
+                    "Status": [f"{STATUS_ICONS.get(r['state'], '')} {r['state']}" for r in runs],
+def _run_label(run: dict) -> str:
+    return f"Run {run['id']} ({run['mode']}, seed {run['seed']}, {run['state']})"
+
+
+def _cancel(job_id: int, message: str) -> None:
+    """Button callback: ask a job to stop before the page is drawn again, so the counters show it at once."""
+    jobs.cancel(job_id, actor=current_actor())  # the data layer refuses other users' studies and runs
+    st.toast(message)
+
+
+def _cancel_chosen_run(study_id: int) -> None:
+    chosen = st.session_state.get(f"cancel-run-choice-{study_id}")
+    if chosen is not None:
+        _cancel(chosen["job_id"], f"Cancelling run {chosen['id']} only; the other runs of study {study_id} go on.")
+
+
+def _cancel_one_run(runs: list[dict], study_id: int) -> None:
+    """Cancel one queued or running run of a study; the others go on (the study summarises those that finish)."""
+    active = [r for r in runs if r["state"] in ("queued", "running") and r["job_id"] is not None]
+    if not active:
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.selectbox(
+        "Cancel one run", active, format_func=_run_label, key=f"cancel-run-choice-{study_id}",
+        help="Only this run stops (a running one after its current epoch); the study's other runs go on.",
+    )
+    right.button("Cancel run", key=f"cancel-run-{study_id}", on_click=_cancel_chosen_run, args=(study_id,))
+
+
                     "Progress": [r["epochs_done"] / max(r["n_epochs"], 1) for r in runs],
                     "Epochs": [f"{r['epochs_done']}/{r['n_epochs']}" for r in runs],
+    if status in store.ACTIVE and study.get("cancel_requested"):
+        status = "cancelling"  # asked to stop; running runs end after their current epoch
                     "Best val. MAE": [r["best_val_mae"] for r in runs],
                     "Device": [r["device"] or "" for r in runs],
-                    "Reason": [r["error"] or (r["message"] if r["status"] == "queued" else "") or "" for r in runs],
+                    "Reason": [r["error"] or (r["message"] if r["state"] in ("queued", "cancelled") else "") or ""
+                               for r in runs],
                 }
             )
             st.dataframe(
@@ -338,6 +376,15 @@ def _study_card(study: dict, target_unit: str) -> None:
                 column_config={
                     "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0),
                     "Structures kept": st.column_config.NumberColumn(format="percent"),
+            counts = store.run_counts(runs)
+            st.caption(
+                "Runs: " + " · ".join(
+                    f"{counts[state]} {state}" for state in store.RUN_STATES
+                    if counts[state] or state in ("queued", "running")
+                )
+            )
+            if status in store.ACTIVE:
+                _cancel_one_run(runs, study["id"])
                 },
             )
             for run in runs:
