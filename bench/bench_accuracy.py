@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from cosnet_core.composition import FormulaError, parse_formula  # noqa: E402
 from cosnet_core.data import Sample  # noqa: E402
 from cosnet_core.evaluate import subset_metrics  # noqa: E402
+from cosnet_core.hparams import PRESETS, preset_train_settings  # noqa: E402
 from cosnet_core.splits import composition_key, grouped_split, random_split  # noqa: E402
 from cosnet_core.structure import GraphCache, StructureError, load_structure  # noqa: E402
 from cosnet_core.train import TrainConfig, fit  # noqa: E402
@@ -91,7 +92,10 @@ def run_fold(train, val, test, config: TrainConfig, cache=None, save: Path | Non
 
 
 def config_for(args: argparse.Namespace, mode: str, seed: int) -> TrainConfig:
-    """The fit configuration of one run: ``TrainConfig`` defaults overridden by the command line."""
+    """The fit configuration of one run: ``TrainConfig`` defaults overridden by the command line, or with
+    ``--preset`` every setting of that preset (:func:`cosnet_core.hparams.preset_train_settings`) but the epochs."""
+    if args.preset:
+        return TrainConfig(**{**preset_train_settings(args.preset), "mode": mode, "epochs": args.epochs, "seed": seed})
     return TrainConfig(mode=mode, epochs=args.epochs, seed=seed, batch_size=args.batch_size,
                        weight_decay=args.weight_decay, lr=args.lr, lr_decay=args.lr_decay,
                        head_hidden=tuple(args.head_hidden), roost_mlp_hidden=args.roost_mlp_hidden,
@@ -100,6 +104,9 @@ def config_for(args: argparse.Namespace, mode: str, seed: int) -> TrainConfig:
 
 def settings(args: argparse.Namespace) -> dict:
     """The command-line settings recorded with every result line."""
+    if args.preset:
+        return {**preset_train_settings(args.preset), "epochs": args.epochs, "preset": args.preset,
+                "val_per_seed": args.val_per_seed, "label": args.label}
     return {"epochs": args.epochs, "batch_size": args.batch_size, "weight_decay": args.weight_decay,
             "lr": args.lr, "lr_decay": args.lr_decay, "head_hidden": args.head_hidden,
             "roost_mlp_hidden": args.roost_mlp_hidden, "descriptors": args.descriptors,
@@ -287,6 +294,8 @@ def main() -> None:
                         help="Magpie statistics merged into C (TrainConfig.descriptors)")
     parser.add_argument("--init-from", default=None,
                         help="start g_C from a pretrained encoder (a shipped name or a .pt; TrainConfig.init_from)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="take every TrainConfig setting but --epochs from this preset (cosnet_core.hparams)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--val-per-seed", action="store_true",
                         help="draw each seed's validation rows from the training fold with its own seed")

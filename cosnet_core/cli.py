@@ -84,10 +84,17 @@ def _add_table_arguments(parser: argparse.ArgumentParser, *, with_target: bool) 
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    from cosnet_core.hparams import DEFAULTS
+    from cosnet_core.hparams import DEFAULTS, PRESETS
 
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULTS["seeds"]))
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument(
+        "--preset", choices=tuple(PRESETS), default="defaults",
+        help="defaults: the project's settings; authors: the authors' published code (MSE loss, weight decay 0.1, "
+        "decay 0.96, 128-wide BatchNorm ROOST MLPs, their head and 8 cell features, no pretrained encoder, no "
+        "forest blend; what it cannot reproduce is listed in metrics.json and docs/departures.md). Options given "
+        "explicitly override the preset",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the preset's (0 1 2 3 4)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default: the preset's ({DEFAULTS['epochs']})")
     parser.add_argument(
         "--split", choices=("random", "grouped"), default=None,
         help="random 60/20/20 as in the paper, or grouped by composition; default: grouped when compositions "
@@ -102,23 +109,31 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rows for test")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
-    parser.add_argument("--lr-decay", type=float, default=DEFAULTS["lr_decay"])
-    parser.add_argument("--loss", choices=("l1", "mse"), default="l1")
-    parser.add_argument("--fusion", choices=("sum", "concat"), default=DEFAULTS["fusion"])
-    parser.add_argument("--weight", choices=("scalar", "vector"), default=DEFAULTS["weight"])
-    parser.add_argument("--hidden-dim", type=int, default=DEFAULTS["hidden_dim"])
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's (128)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the preset's (1e-2)")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help=f"default: the preset's ({DEFAULTS['weight_decay']:g}; authors 0.1)")
+    parser.add_argument("--lr-decay", type=float, default=None,
+                        help=f"default: the preset's ({DEFAULTS['lr_decay']:g}; authors 0.96)")
+    parser.add_argument("--loss", choices=("l1", "mse"), default=None, help="default: the preset's (l1; authors mse)")
+    parser.add_argument("--fusion", choices=("sum", "concat"), default=None, help="default: the preset's (sum)")
+    parser.add_argument("--weight", choices=("scalar", "vector"), default=None, help="default: the preset's (scalar)")
+    parser.add_argument("--hidden-dim", type=int, default=None, help="default: the preset's (64)")
+    parser.add_argument("--head", choices=("mlp", "authors"), default=None,
+                        help="output head MLP^t: mlp, or the authors' update block + residual network")
+    parser.add_argument(
+        "--cell-features", choices=("all", "no-volume", "authors"), default=None,
+        help="cell descriptors g_S sees: all 18, all but volume per atom and density (no-volume), or the authors' 8",
+    )
     parser.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     parser.add_argument("--grad-clip", type=float, default=None, help="maximum gradient norm")
-    parser.add_argument("--embedding", default="matscholar200", help="matscholar200, cgcnn92, megnet16 or a JSON path")
+    parser.add_argument("--embedding", default=None, help="matscholar200 (default), cgcnn92, megnet16 or a JSON path")
     parser.add_argument(
-        "--descriptors", choices=("none", "magpie"), default=DEFAULTS["descriptors"],
+        "--descriptors", choices=("none", "magpie"), default=None,
         help="feed standardised Magpie statistics of the composition next to g_C's output (none = the paper)",
     )
     parser.add_argument(
-        "--init-from", default="default",
+        "--init-from", default=None,
         help="start g_C from a pretrained encoder: a shipped checkpoint name or a .pt written by 'pretrain' "
         f"('none' = random initialisation, the paper; default: {DEFAULTS['init_from'] or 'none'} where it fits "
         "the chosen embedding and width)",
@@ -196,21 +211,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Command-line options a preset fills in when they are not given (option dest → preset key).
+PRESET_OPTIONS = {
+    "seeds": "seeds", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
+    "lr_decay": "lr_decay", "loss": "loss", "fusion": "fusion", "weight": "weight", "hidden_dim": "hidden_dim",
+    "head": "head", "cell_features": "cell_features", "embedding": "embedding", "descriptors": "descriptors",
+}
+
+
+def _apply_preset(args: argparse.Namespace) -> None:
+    """Fill every training option the user did not give from ``--preset`` (:data:`cosnet_core.hparams.PRESETS`);
+    ``--init-from`` defaults to "default" (the shipped encoder where it fits) under the defaults preset and to
+    "none" under a preset without a pretrained encoder."""
+    from cosnet_core.hparams import PRESETS
+
+    preset = PRESETS[args.preset]
+    for option, key in PRESET_OPTIONS.items():
+        if getattr(args, option, None) is None:
+            value = preset[key]
+            setattr(args, option, list(value) if isinstance(value, tuple) else value)
+    if args.init_from is None:
+        args.init_from = "default" if preset["init_from"] else "none"
+
+
 def _train_config(args: argparse.Namespace, mode: str) -> Any:
+    from cosnet_core.hparams import preset_train_settings
     from cosnet_core.train import TrainConfig
 
-    return TrainConfig(
-        mode=mode, lr=args.lr, weight_decay=args.weight_decay, lr_decay=args.lr_decay, epochs=args.epochs,
-        batch_size=args.batch_size, loss=args.loss, grad_clip=args.grad_clip,
-        early_stopping_patience=args.patience, device=args.device, embedding=args.embedding,
-        hidden_dim=args.hidden_dim, fusion=args.fusion, weight=args.weight, descriptors=args.descriptors,
-        init_from=_init_from(args),
-    )
+    return TrainConfig(**{
+        **preset_train_settings(args.preset),
+        "mode": mode, "lr": args.lr, "weight_decay": args.weight_decay, "lr_decay": args.lr_decay,
+        "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "grad_clip": args.grad_clip,
+        "early_stopping_patience": args.patience, "device": args.device, "embedding": args.embedding,
+        "hidden_dim": args.hidden_dim, "fusion": args.fusion, "weight": args.weight, "head": args.head,
+        "cell_features": args.cell_features, "descriptors": args.descriptors, "init_from": _init_from(args),
+    })
 
 
 def _init_from(args: argparse.Namespace) -> str | None:
     """The encoder a run starts from: the named one, none, or the default where it fits this architecture."""
-    from cosnet_core.hparams import DEFAULTS
+    from cosnet_core.hparams import DEFAULTS, preset_train_settings
     from cosnet_core.pretrained import is_compatible
 
     if args.init_from in (None, "", "none"):
@@ -218,7 +258,9 @@ def _init_from(args: argparse.Namespace) -> str | None:
     if args.init_from != "default":
         return args.init_from
     default = DEFAULTS["init_from"]
-    if default and is_compatible(default, embedding=args.embedding, hidden_dim=args.hidden_dim):
+    mlp_hidden = preset_train_settings(args.preset)["roost_mlp_hidden"]
+    if default and is_compatible(default, embedding=args.embedding, hidden_dim=args.hidden_dim,
+                                 roost_mlp_hidden=mlp_hidden):
         return default
     return None
 
@@ -381,6 +423,8 @@ def run_training(
     alignment_mean, alignment_std = mean_std(per_seed_alignment)
     metrics = {
         "mode": mode,
+        "preset": args.preset,
+        "preset_departures": _preset_departures(args.preset),
         "seeds": list(args.seeds),
         "split": "column" if args.split_col else args.split,
         "seed_protocol": args.seed_protocol,
@@ -413,6 +457,14 @@ def run_training(
     return metrics
 
 
+def _preset_departures(preset: str) -> list[str]:
+    """What a preset leaves different from the authors' code (empty for the project's defaults, whose departures
+    are all in docs/departures.md)."""
+    from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES
+
+    return list(AUTHORS_PRESET_DEPARTURES) if preset == "authors" else []
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
@@ -429,6 +481,7 @@ def command_train(args: argparse.Namespace) -> int:
     """``train``: see the module docstring."""
     from cosnet_core.structure import GraphCache
 
+    _apply_preset(args)
     samples = _read_samples(args, with_target=True, error_file=args.out / "input_errors.csv")
     _choose_split(samples, args)
     with tempfile.TemporaryDirectory(prefix="cosnet-graphs-") as folder:
@@ -465,10 +518,11 @@ def command_predict(args: argparse.Namespace) -> int:
     _blank_unusable_predictions(table)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
     columns = list(PREDICT_COLUMNS)
-    if args.with_forest is None:  # the default: blend when the training rows are there to re-fit the forest from
-        from cosnet_core.hparams import DEFAULTS
+    if args.with_forest is None:  # the preset's choice, when the training rows are there to re-fit the forest from
+        from cosnet_core.hparams import PRESETS
 
-        args.with_forest = bool(DEFAULTS["serve_with_forest"]) and _has_training_rows(args.model)
+        preset = PRESETS.get(_trained_preset(args.model), PRESETS["defaults"])
+        args.with_forest = bool(preset["serve_with_forest"]) and _has_training_rows(args.model)
     if args.with_forest:
         from cosnet_core.baselines import add_forest_blend
 
@@ -487,6 +541,18 @@ def command_predict(args: argparse.Namespace) -> int:
 def _predictions_file(model: Path) -> Path | None:
     folder = model if model.is_dir() else model.parent
     return next((p / "predictions.csv" for p in (folder, folder.parent) if (p / "predictions.csv").is_file()), None)
+
+
+def _trained_preset(model: Path) -> str:
+    """The ``--preset`` the models of ``model`` were trained with (its ``metrics.json``; "defaults" when unknown)."""
+    folder = model if model.is_dir() else model.parent
+    for candidate in (folder / "metrics.json", folder.parent / "metrics.json"):
+        if candidate.is_file():
+            try:
+                return str(json.loads(candidate.read_text()).get("preset") or "defaults")
+            except (OSError, ValueError, AttributeError):
+                return "defaults"
+    return "defaults"
 
 
 def _has_training_rows(model: Path) -> bool:
@@ -521,6 +587,7 @@ def command_reproduce(args: argparse.Namespace) -> int:
     from cosnet_core.structure import GraphCache
 
     out: Path = args.out
+    _apply_preset(args)
     samples = _read_samples(args, with_target=True, error_file=out / "input_errors.csv")
     _choose_split(samples, args)
     table1, table2 = [], []

@@ -21,7 +21,6 @@ from torch_geometric.data import Batch, Data
 from cosnet_core.composition import FormulaError, composition_graph, element_fractions
 from cosnet_core.embeddings import ElementEmbedding
 from cosnet_core.structure import (
-    CELL_DESCRIPTOR_NAMES,
     DEFAULT_MAX_NEIGHBORS,
     DEFAULT_MAX_SITES,
     DEFAULT_RADIUS,
@@ -262,20 +261,26 @@ class BimodalDataset(Dataset):
     def __getitem__(self, index: int) -> BimodalItem:
         return self.items[index]
 
-    def cell_descriptor_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def cell_descriptor_stats(self, cell_features: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of the raw cell descriptors over the rows that have a structure.
 
         A column that is constant gets std 1 (its normalised value is then 0 in training and finite elsewhere);
         other stds are floored at 1e-3. Without any structure: zeros and ones.
 
+        Args:
+            cell_features: the descriptors g_S sees (:data:`cosnet_core.models.cosnet.CELL_FEATURE_SETS`).
+
         Returns:
-            ``(mean, std)``, each float32 ``[len(CELL_DESCRIPTOR_NAMES)]``.
+            ``(mean, std)``, each float32 ``[n]`` with n the number of descriptors of ``cell_features`` (18 for
+            "all", :data:`cosnet_core.structure.CELL_DESCRIPTOR_NAMES`).
         """
+        from cosnet_core.models.cosnet import cell_feature_names, select_cell_features
+
         cells = [item.structure.cell for item in self.items if item.structure is not None]
-        width = len(CELL_DESCRIPTOR_NAMES)
+        width = len(cell_feature_names(cell_features))
         if not cells:
             return torch.zeros(width), torch.ones(width)
-        stacked = torch.cat(cells).to(torch.float64)
+        stacked = select_cell_features(torch.cat(cells), cell_features).to(torch.float64)
         mean = stacked.mean(dim=0)
         std = stacked.std(dim=0, unbiased=False)
         std = torch.where(std < 1e-8, torch.ones_like(std), std.clamp(min=MIN_CELL_STD))

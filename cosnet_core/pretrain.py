@@ -454,6 +454,9 @@ def load_encoder_into(model: nn.Module, name_or_path: str | Path, *, embedding_n
     wanted = encoder_config(model.config, model.config.element_dim)
     differing = [f"{k} {checkpoint['encoder_config'].get(k)} vs {wanted[k]}" for k in ENCODER_FIELDS
                  if checkpoint["encoder_config"].get(k) != wanted[k]]
+    batchnorm = bool(getattr(model.config, "roost_mlp_batchnorm", False))
+    if bool(checkpoint["encoder_config"].get("roost_mlp_batchnorm", False)) != batchnorm:  # pretrained without it
+        differing.append(f"roost_mlp_batchnorm {not batchnorm} vs {batchnorm}")
     if differing:
         raise PretrainError(
             f"pretrained encoder {name_or_path} has another architecture than this model (checkpoint vs model: "

@@ -71,6 +71,11 @@ class TrainConfig:
         embedding: element embedding name or JSON path (see ``load_element_embedding``).
         hidden_dim, roost_layers, roost_heads, roost_mlp_hidden, cgcnn_layers, fusion, weight, head_hidden,
             weight_hidden: the model (``CosNetConfig`` fields).
+        roost_mlp_batchnorm, roost_power_init, head, cell_features: architecture options whose non-default values
+            are the authors' code (BatchNorm in ROOST's gate and message MLPs, attention powers drawn from a
+            standard normal, their update block + residual head, their 8 cell features) or, for
+            ``cell_features="no-volume"``, g_S without volume per atom and density (``CosNetConfig`` fields; the
+            ``authors`` preset of :mod:`cosnet_core.hparams` sets them).
         radius, max_neighbors: crystal-graph construction.
         descriptors: "none" (the paper) or "magpie": standardised Magpie statistics of the composition
             (:mod:`cosnet_core.descriptors`) are fed into the composition side next to g_C's C (see
@@ -96,7 +101,11 @@ class TrainConfig:
     roost_layers: int = 3
     roost_heads: int = 3
     roost_mlp_hidden: int | None = None
+    roost_mlp_batchnorm: bool = False
+    roost_power_init: Literal["one", "normal"] = "one"
     cgcnn_layers: int = 3
+    head: Literal["mlp", "authors"] = "mlp"
+    cell_features: Literal["all", "no-volume", "authors"] = "all"
     fusion: Literal["sum", "concat"] = "sum"
     weight: Literal["scalar", "vector"] = "scalar"
     head_hidden: tuple[int, ...] = (64, 32)
@@ -122,6 +131,12 @@ class TrainConfig:
             problems.append(f"device {self.device!r} is not 'auto', 'cpu' or 'cuda'")
         if self.descriptors not in ("none", "magpie"):
             problems.append(f"descriptors {self.descriptors!r} is not 'none' or 'magpie'")
+        for name, value, allowed in (
+            ("roost_power_init", self.roost_power_init, ("one", "normal")), ("head", self.head, ("mlp", "authors")),
+            ("cell_features", self.cell_features, ("all", "no-volume", "authors")),
+        ):
+            if value not in allowed:
+                problems.append(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}")
         if self.epochs < 1 or self.batch_size < 2:
             problems.append("epochs must be ≥ 1 and batch_size ≥ 2")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 < self.lr_decay <= 1:
@@ -351,7 +366,11 @@ def cosnet_config(config: TrainConfig, element_dim: int) -> CosNetConfig:
         roost_layers=config.roost_layers,
         roost_heads=config.roost_heads,
         roost_mlp_hidden=config.roost_mlp_hidden,
+        roost_mlp_batchnorm=config.roost_mlp_batchnorm,
+        roost_power_init=config.roost_power_init,
         cgcnn_layers=config.cgcnn_layers,
+        head=config.head,
+        cell_features=config.cell_features,
         fusion=config.fusion,
         weight=config.weight,
         head_hidden=tuple(config.head_hidden),
@@ -462,7 +481,7 @@ def fit(
 
     model = build_model(config, embedding.dim)
     if any(s.structure is not None for s in train_rows):
-        cell_mean, cell_std = train_set.cell_descriptor_stats()
+        cell_mean, cell_std = train_set.cell_descriptor_stats(config.cell_features)
         model.set_cell_normalization(cell_mean, cell_std)
     if config.descriptors == "magpie":
         model.set_descriptor_normalization(*train_set.descriptor_stats())

@@ -40,6 +40,7 @@ TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
     "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
     "head_hidden", "weight_hidden", "radius", "max_neighbors", "descriptors", "init_from",
+    "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features",
 )
 #: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
 #: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the
@@ -65,7 +66,9 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
             test rows under the default ``"fixed-test"``, and each run's seed its validation rows; ``"resplit"``
             draws each run's whole split with its seed; see :func:`cosnet_core.splits.split_for_seed`), ``structure_fractions`` (shares of structures kept
             for Figure 2, each in [0, 1)), ``search`` (``{"enabled": bool, "num_samples": 8, "epochs": 20,
-            "grace_period": 2}``).
+            "grace_period": 2}``), ``preset`` ("defaults" or "authors", :data:`cosnet_core.hparams.PRESETS`; its
+            settings are filled in under ``train`` wherever ``train`` does not set them, and its name is kept in the
+            study's config; absent: a bare ``TrainConfig`` plus ``train``).
 
     Returns:
         The payload with every default filled in.
@@ -96,6 +99,15 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"seeds must be distinct non-negative integers (got {payload.get('seeds')})")
     out["seeds"] = seeds
     train = dict(payload.get("train") or {})
+    preset = payload.get("preset")
+    if preset is not None:
+        from cosnet_core.hparams import PRESETS, preset_train_settings
+
+        if preset not in PRESETS:
+            problems.append(f"preset must be one of {', '.join(PRESETS)} (got {preset!r})")
+        else:
+            train = {**preset_train_settings(preset), **train}
+    out["preset"] = preset
     unknown = sorted(set(train) - set(TRAIN_FIELDS))
     if unknown:
         problems.append(f"unknown training settings {unknown} (known: {', '.join(TRAIN_FIELDS)})")
@@ -486,6 +498,9 @@ def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
         _end_study(ctx, study_id, "failed")
         raise RuntimeError(f"all {len(runs)} runs ended without success; first error: {first_error}")
     _end_study(ctx, study_id, "succeeded")
+    if runs and all(r["state"] == "cancelled" for r in runs):  # each run was cancelled one by one
+        _end_study(ctx, study_id, "cancelled")
+        raise JobCancelled("every run of the study was cancelled")
 
 
 def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -498,9 +513,6 @@ def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
         payload: the validated study payload.
 
     Returns:
-    if runs and all(r["state"] == "cancelled" for r in runs):  # each run was cancelled one by one
-        _end_study(ctx, study_id, "cancelled")
-        raise JobCancelled("every run of the study was cancelled")
         ``{"baselines": {"mean"|"rf_magpie": {subset: {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
         "r2_std", "n"}}}`` (mean ± std over the seeds), ``"baseline_rows": [{"seed", "train_entry_ids",
         "test_entry_ids", "predictions": {name: [...]}}]`` (one per seed, the test predictions in the order of
@@ -580,18 +592,6 @@ def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
 
     try:
         results = compute_study_results(ctx.db_url, study_id)
-    except Exception as error:  # results are a summary; a failure there must not hide the runs' outcome
-        ctx.log(f"results could not be computed: {type(error).__name__}: {error}")
-        results = {"error": f"{type(error).__name__}: {error}"}
-    previous = store.study_row(ctx.db_url, study_id)["results"] or {}
-    results = {**{k: v for k, v in previous.items() if k in BASELINE_KEYS}, **results}
-    store.update_study(ctx.db_url, study_id, status=status, results=results, finished_at=utcnow())
-    ctx.log(f"study {study_id} {status}")
-
-
-# ------------------------------------------------------------------------------------------- results
-
-
 def progress_message(runs: list[dict[str, Any]]) -> str:
     """The study's progress line: finished runs, then queued and running ones counted apart.
 
@@ -609,6 +609,18 @@ def progress_message(runs: list[dict[str, Any]]) -> str:
     if counts["stopping"]:
         message += f", {counts['stopping']} stopping"
     return message + f", {counts['queued']} queued"
+
+
+    except Exception as error:  # results are a summary; a failure there must not hide the runs' outcome
+        ctx.log(f"results could not be computed: {type(error).__name__}: {error}")
+        results = {"error": f"{type(error).__name__}: {error}"}
+    previous = store.study_row(ctx.db_url, study_id)["results"] or {}
+    results = {**{k: v for k, v in previous.items() if k in BASELINE_KEYS}, **results}
+    store.update_study(ctx.db_url, study_id, status=status, results=results, finished_at=utcnow())
+    ctx.log(f"study {study_id} {status}")
+
+
+# ------------------------------------------------------------------------------------------- results
 
 
 def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import jobs
-from cosnet_core.hparams import DEFAULTS, SEARCH_SPACE
+from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, DEFAULTS, PRESETS, SEARCH_SPACE
 from cosnet_core.splits import recommended_split
 from db.access import AccessDenied, may_change
 from jobs import store
@@ -32,6 +32,10 @@ SPLIT_LABELS = {
 DESCRIPTOR_LABELS = {
     "none": "None: the learned element embedding only (the paper)",
     "magpie": "Magpie statistics of the composition beside C",
+}
+PRESET_LABELS = {
+    "defaults": "Project defaults (pretrained g_C, L1 loss, weight decay 1e-4, decay 0.99)",
+    "authors": "The authors' code (MSE loss, weight decay 0.1, decay 0.96, their ROOST MLPs, head and cell features)",
 }
 FIGURE2_KEPT = [0.0, 0.2, 0.4, 0.6, 0.8]
 STATUS_ICONS = {
@@ -68,13 +72,15 @@ def _gpu_status() -> tuple[bool, str]:
     return False, "this computer has no CUDA GPU (set RAY_ADDRESS to train on a Ray cluster with GPUs)"
 
 
-def _encoder_fits(name: str, hidden_dim: int) -> bool:
-    """Whether a shipped encoder fits the chosen width (the page trains with the default embedding and depth)."""
+def _encoder_fits(name: str, hidden_dim: int, preset: dict | None = None) -> bool:
+    """Whether a shipped encoder fits the chosen width and the preset's g_C (the page trains with the preset's
+    embedding, depth and ROOST MLP width)."""
     from cosnet_core.pretrained import is_compatible
 
-    return is_compatible(name, embedding=DEFAULTS["embedding"],
-                         hidden_dim=hidden_dim, roost_layers=DEFAULTS["roost_layers"],
-                         roost_heads=DEFAULTS["roost_heads"])
+    preset = preset or DEFAULTS
+    return is_compatible(name, embedding=preset["embedding"],
+                         hidden_dim=hidden_dim, roost_layers=preset["roost_layers"],
+                         roost_heads=preset["roost_heads"], roost_mlp_hidden=preset["roost_mlp_hidden"])
 
 
 def _shipped_encoders() -> list[str]:
@@ -154,16 +160,29 @@ device = st.radio(
 if not gpu_ok:
     st.caption(f"GPU is not offered: {gpu_reason}.")
 
+preset_name = st.radio(
+    "Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.__getitem__,
+    help="The settings below start from the chosen preset; what you change overrides it. The preset is recorded "
+    "with the study. Every departure of the project's defaults from the paper and the authors' code: "
+    "docs/departures.md.",
+)
+PRESET = PRESETS[preset_name]
+if preset_name == "authors":
+    st.caption(
+        "The authors' published code (shenggong1996/COSNet @ 2c472c7) as far as this network can reproduce it. "
+        "Still different: " + "; ".join(AUTHORS_PRESET_DEPARTURES) + "."
+    )
+
 composition_side = st.columns(2)
 descriptor_choices = list(DESCRIPTOR_LABELS)
 descriptors = composition_side[0].selectbox(
     "Composition descriptors", descriptor_choices,
-    index=descriptor_choices.index(DEFAULTS["descriptors"]), format_func=DESCRIPTOR_LABELS.__getitem__,
+    index=descriptor_choices.index(PRESET["descriptors"]), format_func=DESCRIPTOR_LABELS.__getitem__,
     help="Standardised Magpie statistics (22 element properties x 6 statistics) fed to the composition side next to "
     "the learned representation C; w_C keeps its meaning and is exactly 1 for rows without a structure.",
 )
 encoder_choices = ["none", *_shipped_encoders()]
-default_encoder = DEFAULTS["init_from"] or "none"
+default_encoder = PRESET["init_from"] or "none"
 init_from = composition_side[1].selectbox(
     "Start g_C from a pretrained encoder", encoder_choices,
     index=encoder_choices.index(default_encoder) if default_encoder in encoder_choices else 0,
@@ -172,30 +191,30 @@ init_from = composition_side[1].selectbox(
     "fine-tuned on this dataset.",
 )
 
-with st.expander("Hyper-parameters (project defaults)"):
+with st.expander("Hyper-parameters (from the preset)"):
     st.caption(
-        "Defaults follow the authors' code (Adamax, 64-wide encoders, batch 128), except weight decay 1e-4 and decay "
+        "The project defaults follow the authors' code (Adamax, 64-wide encoders, batch 128), except weight decay 1e-4 and decay "
         "0.99, the Table 3 values that gave lower errors than the authors' 0.1 and 0.96 in our benchmarks, and the L1 "
         "loss (theirs is MSE); the lists are Table 3's values. Every departure from the paper and from the authors' "
         "code (loss, head, MLP widths, cell descriptors, vacancies, …), with its reason and measured effect, is listed "
         "in `docs/departures.md` in the project's repository."
     )
     h1, h2, h3 = st.columns(3)
-    lr = h1.selectbox("Learning rate", SEARCH_SPACE["lr"], index=SEARCH_SPACE["lr"].index(DEFAULTS["lr"]))
+    lr = h1.selectbox("Learning rate", SEARCH_SPACE["lr"], index=SEARCH_SPACE["lr"].index(PRESET["lr"]))
     weight_decay = h2.selectbox(
         "Weight decay", SEARCH_SPACE["weight_decay"],
-        index=SEARCH_SPACE["weight_decay"].index(DEFAULTS["weight_decay"]),
+        index=SEARCH_SPACE["weight_decay"].index(PRESET["weight_decay"]),
     )
     lr_decay = h3.selectbox(
         "Learning-rate decay per epoch", SEARCH_SPACE["lr_decay"],
-        index=SEARCH_SPACE["lr_decay"].index(DEFAULTS["lr_decay"]),
+        index=SEARCH_SPACE["lr_decay"].index(PRESET["lr_decay"]),
     )
-    fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(DEFAULTS["fusion"]))
+    fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(PRESET["fusion"]))
     weight = h2.selectbox(
-        "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(DEFAULTS["weight"])
+        "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(PRESET["weight"])
     )
-    batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(DEFAULTS["batch_size"]))
-    hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(DEFAULTS["hidden_dim"]))
+    batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(PRESET["batch_size"]))
+    hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(PRESET["hidden_dim"]))
     search = st.checkbox(
         "First search Table 3's space with Ray Tune (an ASHA scheduler stops bad trials early), then train the best "
         "configuration of each mode over the seeds"
@@ -206,7 +225,7 @@ with st.expander("Hyper-parameters (project defaults)"):
         disabled=counts["with_structure"] == 0,
     )
 
-if init_from != "none" and not _encoder_fits(init_from, int(hidden_dim)):
+if init_from != "none" and not _encoder_fits(init_from, int(hidden_dim), PRESET):
     problems.append(
         f"the pretrained encoder {init_from} was trained for {int(DEFAULTS['hidden_dim'])}-wide encoders with the "
         f"{DEFAULTS['embedding']} embedding; choose 'none' or keep the encoder width at {int(DEFAULTS['hidden_dim'])}"
@@ -232,7 +251,9 @@ for problem in problems:
 if st.button("Launch study", type="primary", disabled=bool(problems)):
     payload = {
         "dataset_version_id": version_id,
-        "name": f"{', '.join(modes)} × {int(n_seeds)} seeds, {int(epochs)} epochs",
+        "name": f"{', '.join(modes)} × {int(n_seeds)} seeds, {int(epochs)} epochs"
+        + (", authors' preset" if preset_name == "authors" else ""),
+        "preset": preset_name,
         "modes": modes,
         "seeds": list(range(int(n_seeds))),
         "device": device,
@@ -307,30 +328,6 @@ def _curves(runs: list[dict], target_unit: str) -> None:
     )
 
 
-def _study_card(study: dict, target_unit: str) -> None:
-    status = study["job_status"] or study["status"]
-    with st.container(border=True):
-        st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
-        st.caption(md_escape(study["name"]))
-        st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
-        if status in store.ACTIVE:
-            st.button(
-                "Cancel study", key=f"cancel-{study['job_id']}", on_click=_cancel,
-                args=(study["job_id"], f"Cancelling study {study['id']}: queued runs never start, running runs "
-                      "stop after their current epoch."),
-            )
-        if study["error"]:
-            st.error(f"The study failed: {md_escape(study['error'])}")
-        runs = store.runs_of_study(url, study["id"])
-        if runs:
-            table = pd.DataFrame(
-                {
-                    "Run": [r["id"] for r in runs],
-                    "Mode": [r["mode"] for r in runs],
-                    "Seed": [r["seed"] for r in runs],
-                    "Structures kept": [r["structure_fraction"] if r["structure_fraction"] is not None else 1.0
-                                        for r in runs],
-                    "Status": [f"{STATUS_ICONS.get(r['state'], '')} {r['state']}" for r in runs],
 def _run_label(run: dict) -> str:
     return f"Run {run['id']} ({run['mode']}, seed {run['seed']}, {run['state']})"
 
@@ -360,10 +357,43 @@ def _cancel_one_run(runs: list[dict], study_id: int) -> None:
     right.button("Cancel run", key=f"cancel-run-{study_id}", on_click=_cancel_chosen_run, args=(study_id,))
 
 
-                    "Progress": [r["epochs_done"] / max(r["n_epochs"], 1) for r in runs],
-                    "Epochs": [f"{r['epochs_done']}/{r['n_epochs']}" for r in runs],
+def _study_card(study: dict, target_unit: str) -> None:
+    status = study["job_status"] or study["status"]
     if status in store.ACTIVE and study.get("cancel_requested"):
         status = "cancelling"  # asked to stop; running runs end after their current epoch
+    with st.container(border=True):
+        st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
+        st.caption(md_escape(study["name"]))
+        st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
+        if status in store.ACTIVE:
+            st.button(
+                "Cancel study", key=f"cancel-{study['job_id']}", on_click=_cancel,
+                args=(study["job_id"], f"Cancelling study {study['id']}: queued runs never start, running runs "
+                      "stop after their current epoch."),
+            )
+        if study["error"]:
+            st.error(f"The study failed: {md_escape(study['error'])}")
+        runs = store.runs_of_study(url, study["id"])
+        if runs:
+            counts = store.run_counts(runs)
+            st.caption(
+                "Runs: " + " · ".join(
+                    f"{counts[state]} {state}" for state in store.RUN_STATES
+                    if counts[state] or state in ("queued", "running")
+                )
+            )
+            if status in store.ACTIVE:
+                _cancel_one_run(runs, study["id"])
+            table = pd.DataFrame(
+                {
+                    "Run": [r["id"] for r in runs],
+                    "Mode": [r["mode"] for r in runs],
+                    "Seed": [r["seed"] for r in runs],
+                    "Structures kept": [r["structure_fraction"] if r["structure_fraction"] is not None else 1.0
+                                        for r in runs],
+                    "Status": [f"{STATUS_ICONS.get(r['state'], '')} {r['state']}" for r in runs],
+                    "Progress": [r["epochs_done"] / max(r["n_epochs"], 1) for r in runs],
+                    "Epochs": [f"{r['epochs_done']}/{r['n_epochs']}" for r in runs],
                     "Best val. MAE": [r["best_val_mae"] for r in runs],
                     "Device": [r["device"] or "" for r in runs],
                     "Reason": [r["error"] or (r["message"] if r["state"] in ("queued", "cancelled") else "") or ""
@@ -376,15 +406,6 @@ def _cancel_one_run(runs: list[dict], study_id: int) -> None:
                 column_config={
                     "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0),
                     "Structures kept": st.column_config.NumberColumn(format="percent"),
-            counts = store.run_counts(runs)
-            st.caption(
-                "Runs: " + " · ".join(
-                    f"{counts[state]} {state}" for state in store.RUN_STATES
-                    if counts[state] or state in ("queued", "running")
-                )
-            )
-            if status in store.ACTIVE:
-                _cancel_one_run(runs, study["id"])
                 },
             )
             for run in runs:

@@ -76,18 +76,27 @@ ROLE_LABELS: dict[str, str] = {
     "temperature": "Temperature",
     "split": "Split (train/val/test)",
     "reference": "Reference / DOI",
-    "year": "Year",
+    "year": "Year or date",
+    "censored_flag": "Censored flag (yes = the value is an upper bound)",
 }
 CENSORED_LABELS = {
     "exclude": "Exclude them (kept in the version, flagged as censored)",
-    "include_at_bound": "Include them at the bound value (flagged)",
+    "include_at_bound": "Keep them as upper bounds: a study drops them or trains with the censored loss; "
+                        "never scored as measurements",
 }
 DUPLICATE_LABELS = {
     "keep_all": "Keep all rows",
     "mean": "Mean per composition",
     "median": "Median per composition",
-    "most_recent": "Most recent (needs a year or reference column)",
+    "most_recent": "Most recent (needs a year/date or reference column)",
 }
+#: The paper's conflict policies (Methods, "Datasets"): "the value from the most recent report is used for
+#: conflicted entries" of Li conductivity; "we use the mean value" for band gaps (and for refractive index and
+#: dielectric constant, "replaces the conflicted values by the mean value").
+PAPER_DUPLICATE_POLICY = (
+    "The paper used the value of the most recent report for conflicting Li-conductivity entries and the mean "
+    "elsewhere (band gap, refractive index, dielectric constant)."
+)
 
 
 def current_user() -> str:
@@ -343,7 +352,7 @@ def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, An
         key=f"opt_log10_{token}",
     )
     censored = left.radio(
-        "Censored values such as <1E-10",
+        "Censored values (such as <1E-10, or flagged in the censored-flag column)",
         list(CENSORED_LABELS),
         index=list(CENSORED_LABELS).index(preset.get("censored", "exclude")),
         format_func=CENSORED_LABELS.__getitem__,
@@ -401,8 +410,15 @@ def _preview(result: IngestResult, uploaded: UploadedStructures) -> None:
         st.write(
             f"{s.n_duplicate_compositions} compositions appear in several usable rows; "
             f"{s.n_conflicting_compositions} of them disagree (mean spread {s.mean_spread:.3g}{unit}, "
-            f"largest {s.max_spread:.3g}{unit}). The duplicates option above decides what is kept."
+            f"largest {s.max_spread:.3g}{unit}). The option 'Rows with the same composition' above decides "
+            "what is kept. " + PAPER_DUPLICATE_POLICY
         )
+        if not (result.mapping.year or result.mapping.reference):
+            st.info(
+                "'Most recent' is not available: no year/date or reference column is mapped, so there is no way "
+                "to tell which report is newer. Map one in step 2 (a year, a date such as 2019-05-01, or a "
+                "reference holding its year), or choose the mean."
+            )
     for warning in result.warnings:
         st.warning(md_escape(warning))
     rows = result.rows
@@ -587,7 +603,8 @@ def _mapping_dict(mapping: ColumnMapping) -> dict[str, Any]:
     return {
         "formula": mapping.formula, "target": mapping.target, "id": mapping.id,
         "structure_file": mapping.structure_file, "mp_id": mapping.mp_id, "temperature": mapping.temperature,
-        "split": mapping.split, "reference": mapping.reference, "year": mapping.year, "extra": mapping.extra,
+        "split": mapping.split, "reference": mapping.reference, "year": mapping.year,
+        "censored_flag": mapping.censored_flag, "extra": mapping.extra,
     }
 
 

@@ -30,6 +30,7 @@ ROOST MLPs, the cell descriptors, the vacancy encoding, …): ``docs/departures.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NamedTuple
 
@@ -39,10 +40,64 @@ from torch import nn
 
 from cosnet_core.descriptors import STANDARDIZED_CLIP
 from cosnet_core.models.cgcnn import DeCGCNNEncoder, SafeBatchNorm1d
-from cosnet_core.models.roost import RoostEncoder
-from cosnet_core.structure import CELL_DESCRIPTOR_NAMES
+from cosnet_core.models.roost import POWER_INITS, RoostEncoder
+from cosnet_core.structure import CELL_DESCRIPTOR_NAMES, CRYSTAL_SYSTEMS
 
 WEIGHT_FLOOR = 1e-6
+#: Output heads MLP^t (eq. (10)): "mlp" (Linear → BatchNorm → SiLU blocks, then a Linear) or "authors" (the update
+#: block and residual network of the authors' ``model/model.py``, :class:`AuthorsHead`).
+HEADS = ("mlp", "authors")
+#: Which cell descriptors g_S sees (:func:`select_cell_features`): "all" (the 18 of
+#: :data:`~cosnet_core.structure.CELL_DESCRIPTOR_NAMES`), "no-volume" (all but volume per atom and density, so that
+#: Table 2's target V_a is not an input of g_S) or "authors" (the authors' 8: a, b, c, α, β, γ, the crystal system
+#: as an integer 1-7 and the space-group number, ``get_cell_fea`` in their ``model/data.py``).
+CELL_FEATURE_SETS = ("all", "no-volume", "authors")
+_VOLUME_FEATURES = ("volume_per_atom", "density")
+
+
+def cell_feature_names(cell_features: str) -> tuple[str, ...]:
+    """Names of the cell descriptors a :data:`CELL_FEATURE_SETS` choice gives g_S, in order.
+
+    Args:
+        cell_features: "all", "no-volume" or "authors".
+
+    Returns:
+        The names (``crystal_system`` is the integer 1-7 of the authors' ``crystal_system_to_int``).
+    """
+    if cell_features == "all":
+        return CELL_DESCRIPTOR_NAMES
+    if cell_features == "no-volume":
+        return tuple(name for name in CELL_DESCRIPTOR_NAMES if name not in _VOLUME_FEATURES)
+    if cell_features == "authors":
+        return ("a", "b", "c", "alpha", "beta", "gamma", "crystal_system", "space_group_number")
+    raise ValueError(f"cell_features must be one of {', '.join(CELL_FEATURE_SETS)}, got {cell_features!r}")
+
+
+def select_cell_features(cell: torch.Tensor, cell_features: str) -> torch.Tensor:
+    """The columns of the raw cell descriptors ``[N, 18]`` that a :data:`CELL_FEATURE_SETS` choice keeps.
+
+    Args:
+        cell: raw descriptors in the order of :data:`~cosnet_core.structure.CELL_DESCRIPTOR_NAMES`.
+        cell_features: "all", "no-volume" or "authors".
+
+    Returns:
+        ``[N, len(cell_feature_names(cell_features))]``; for "authors" the crystal-system one-hot becomes its
+        integer (triclinic 1 … cubic 7, the order of :data:`~cosnet_core.structure.CRYSTAL_SYSTEMS`).
+    """
+    names = cell_feature_names(cell_features)
+    if cell_features == "all":
+        return cell
+    index = {name: i for i, name in enumerate(CELL_DESCRIPTOR_NAMES)}
+    columns = []
+    for name in names:
+        if name == "crystal_system":
+            first = index[f"crystal_system_{CRYSTAL_SYSTEMS[0]}"]
+            one_hot = cell[:, first:first + len(CRYSTAL_SYSTEMS)]
+            codes = torch.arange(1, len(CRYSTAL_SYSTEMS) + 1, dtype=cell.dtype, device=cell.device)
+            columns.append((one_hot * codes).sum(dim=1, keepdim=True))
+        else:
+            columns.append(cell[:, index[name]:index[name] + 1])
+    return torch.cat(columns, dim=1)
 
 
 @dataclass
@@ -57,15 +112,20 @@ class CosNetConfig:
         roost_mlp_hidden: hidden width of the attention-gate and message MLPs inside g_C; None (the default) means
             ``hidden_dim``. The COSNet authors' code uses 128 (``elem_gate``/``elem_msg``/``cry_gate``/``cry_msg``
             = [128] in their ``train.py``) with BatchNorm + SiLU; ROOST's own open-source default is 256.
+        roost_mlp_batchnorm: BatchNorm between the Linear and the SiLU of those MLPs (the authors' code; default
+            False).
+        roost_power_init: how ROOST's attention powers p_k start: "one" (default) or "normal" (the authors').
         cgcnn_layers: convolutions of g_S.
         edge_dim: Gaussians per edge.
-        cell_dim: number of cell descriptors.
+        cell_dim: number of cell descriptors g_S sees; set from ``cell_features``.
+        cell_features: which cell descriptors g_S sees (:data:`CELL_FEATURE_SETS`; default "all").
         fusion: "sum" or "concat" (eq. (3)).
         weight: "scalar" or "vector" modality weights.
         head_hidden: hidden widths of MLP^t (eq. (10)): one Linear → BatchNorm → SiLU block per width, then a
             Linear. The authors' head is larger: an update block (M → [64] → 64), a residual network
             (64 → [64, 32] → 1, BatchNorm + SiLU, a linear skip per block) and a final ReLU (``model/model.py``,
-            ``model/roost.py``); see ``docs/departures.md``.
+            ``model/roost.py``); ``head="authors"`` builds that (:class:`AuthorsHead`), see ``docs/departures.md``.
+        head: "mlp" (default) or "authors" (:data:`HEADS`).
         weight_hidden: hidden widths of MLP_C^w and MLP_S^w (eqs. (4), (5)).
         descriptor_dim: number of composition descriptors fed next to g_C's output (0 = none, the paper).
     """
@@ -75,16 +135,25 @@ class CosNetConfig:
     roost_layers: int = 3
     roost_heads: int = 3
     roost_mlp_hidden: int | None = None
+    roost_mlp_batchnorm: bool = False
+    roost_power_init: str = "one"
     cgcnn_layers: int = 3
     edge_dim: int = 41
     cell_dim: int = len(CELL_DESCRIPTOR_NAMES)
+    cell_features: str = "all"
     fusion: Literal["sum", "concat"] = "sum"
     weight: Literal["scalar", "vector"] = "scalar"
     head_hidden: tuple[int, ...] = (64, 32)
+    head: str = "mlp"
     weight_hidden: tuple[int, ...] = (64, 32)
     descriptor_dim: int = 0
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.roost_power_init not in POWER_INITS:
+            raise ValueError(f"roost_power_init must be one of {', '.join(POWER_INITS)}, got {self.roost_power_init!r}")
+        self.cell_dim = len(cell_feature_names(self.cell_features))
         if self.descriptor_dim < 0:
             raise ValueError(f"descriptor_dim must be ≥ 0, got {self.descriptor_dim}")
         if self.fusion not in ("sum", "concat"):
@@ -152,6 +221,36 @@ def normalised_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+class AuthorsHead(nn.Module):
+    """MLP^t of eq. (10) as the authors' code builds it (``MultiModalNetwork`` in their ``model/model.py``).
+
+    An update block (their ``SimpleNetwork``: Linear(M → h) → BatchNorm → SiLU → Linear(h → h)), then a residual
+    network (their ``ResidualNetwork``): per hidden width w, x ← SiLU(BN(Linear(x))) + R(x), where R is the identity
+    when the width does not change and a bias-free Linear otherwise, then a Linear to 1. Their final ReLU is not
+    part of this head (it would be wrong for targets that can be negative).
+
+    Args:
+        in_dim: width of M.
+        hidden_dim: h (the update block's width).
+        hidden: the residual network's widths (their ``output_net_params``: [64, 32]).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.update = normalised_mlp(in_dim, (hidden_dim,), hidden_dim)
+        pairs = list(itertools.pairwise([hidden_dim, *hidden]))
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(a, b), SafeBatchNorm1d(b), nn.SiLU()) for a, b in pairs)
+        self.skips = nn.ModuleList(nn.Identity() if a == b else nn.Linear(a, b, bias=False) for a, b in pairs)
+        self.output = nn.Linear(([hidden_dim, *hidden])[-1], 1)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim]`` → ``[B, 1]``."""
+        x = self.update(fused)
+        for block, skip in zip(self.blocks, self.skips, strict=True):
+            x = block(x) + skip(x)
+        return self.output(x)
+
+
 class CosNet(nn.Module):
     """The bimodal network of eqs. (1)–(10).
 
@@ -165,7 +264,8 @@ class CosNet(nn.Module):
         h = config.hidden_dim
         weight_width = 1 if config.weight == "scalar" else h
         self.composition_encoder = RoostEncoder(
-            config.element_dim, h, config.roost_layers, config.roost_heads, config.roost_mlp_hidden
+            config.element_dim, h, config.roost_layers, config.roost_heads, config.roost_mlp_hidden,
+            mlp_batchnorm=config.roost_mlp_batchnorm, power_init=config.roost_power_init,
         )
         self.structure_encoder = DeCGCNNEncoder(
             config.element_dim, h, config.cgcnn_layers, config.edge_dim, config.cell_dim
@@ -173,7 +273,10 @@ class CosNet(nn.Module):
         self.composition_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
         self.structure_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
         fused_width = h if config.fusion == "sum" else 2 * h
-        self.head = normalised_mlp(fused_width, config.head_hidden, 1)
+        if config.head == "authors":
+            self.head: nn.Module = AuthorsHead(fused_width, h, config.head_hidden)
+        else:
+            self.head = normalised_mlp(fused_width, config.head_hidden, 1)
         self.register_buffer("cell_mean", torch.zeros(config.cell_dim))
         self.register_buffer("cell_std", torch.ones(config.cell_dim))
         if config.descriptor_dim:
@@ -216,7 +319,7 @@ class CosNet(nn.Module):
         """Store the statistics used to normalise cell descriptors (saved in the state_dict).
 
         Args:
-            mean: ``[cell_dim]``.
+            mean: ``[cell_dim]`` (of the descriptors :func:`select_cell_features` keeps).
             std: ``[cell_dim]``, positive.
         """
         self._store_statistics("cell", mean, std)
@@ -245,7 +348,8 @@ class CosNet(nn.Module):
         rows = len(batch.presence)
         structure_repr = batch.presence.new_zeros(rows, self.config.hidden_dim)
         if batch.structure is not None and batch.structure.num_graphs > 0:
-            cell = (batch.structure.cell - self.cell_mean) / self.cell_std
+            cell = select_cell_features(batch.structure.cell, self.config.cell_features)
+            cell = (cell - self.cell_mean) / self.cell_std
             encoded = self.structure_encoder(batch.structure, cell)
             structure_repr = structure_repr.index_copy(0, batch.structure_rows, encoded)
         return structure_repr

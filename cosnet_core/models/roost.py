@@ -12,10 +12,11 @@ The readout pools the nodes of each composition the same way (attention weighted
 giving C = g_C(c) of width ``hidden_dim``. ``w^p exp(e)`` is computed as ``softmax(e + p log w)``, which is the
 same number and numerically stable.
 
-f_k and g_k are Linear → SiLU → Linear with ``mlp_hidden`` (default ``hidden_dim``) hidden units. The COSNet authors'
-code (shenggong1996/COSNet @ 2c472c7, ``model/roost.py`` with the widths of ``train.py``) uses 128 hidden units with
-BatchNorm before the SiLU, and starts each power p_k from a random normal draw (here from 1); see
-``docs/departures.md``.
+f_k and g_k are Linear → SiLU → Linear with ``mlp_hidden`` (default ``hidden_dim``) hidden units, and each power p_k
+starts at 1. The COSNet authors' code (shenggong1996/COSNet @ 2c472c7, ``model/roost.py`` with the widths of
+``train.py``) uses 128 hidden units with BatchNorm before the SiLU, and starts each p_k from a standard normal draw;
+both are options here (``mlp_hidden=128, mlp_batchnorm=True, power_init="normal"``, the ``authors`` preset of
+:mod:`cosnet_core.hparams`); see ``docs/departures.md``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,22 @@ import torch
 from torch import nn
 from torch_geometric.utils import softmax
 
+from cosnet_core.models.cgcnn import SafeBatchNorm1d
 
-def simple_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+#: How the attention powers p_k start: "one" (the plain weighted attention w^1) or "normal" (a standard normal
+#: draw per head, as ``torch.randn(1)`` in the authors' ``WeightedAttentionPooling``).
+POWER_INITS = ("one", "normal")
+
+
+def simple_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, *, batchnorm: bool = False) -> nn.Sequential:
     """Linear layers with SiLU between them (no activation after the last).
 
     Args:
         in_dim: input width.
         hidden: hidden widths.
         out_dim: output width.
+        batchnorm: Linear → BatchNorm → SiLU per hidden layer (the authors' ``SimpleNetwork``) instead of
+            Linear → SiLU.
 
     Returns:
         The network.
@@ -39,10 +48,25 @@ def simple_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequent
     layers: list[nn.Module] = []
     width = in_dim
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.SiLU()]
+        layers += [nn.Linear(width, size), *([SafeBatchNorm1d(size)] if batchnorm else []), nn.SiLU()]
         width = size
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
+
+
+def initial_powers(heads: int, power_init: str) -> torch.Tensor:
+    """Starting values of the attention powers p_k, one per head.
+
+    Args:
+        heads: number of heads.
+        power_init: "one" (all 1) or "normal" (standard normal draws from torch's generator).
+
+    Returns:
+        ``[heads]``.
+    """
+    if power_init not in POWER_INITS:
+        raise ValueError(f"power_init must be one of {', '.join(POWER_INITS)}, got {power_init!r}")
+    return torch.ones(heads) if power_init == "one" else torch.randn(heads)
 
 
 class WeightedAttentionLayer(nn.Module):
@@ -52,14 +76,23 @@ class WeightedAttentionLayer(nn.Module):
         hidden_dim: node width.
         heads: number of attention heads K.
         mlp_hidden: hidden width of f_k and g_k (default: ``hidden_dim``).
+        mlp_batchnorm: BatchNorm inside f_k and g_k (the authors' code).
+        power_init: "one" or "normal" (:data:`POWER_INITS`).
     """
 
-    def __init__(self, hidden_dim: int, heads: int, mlp_hidden: int | None = None) -> None:
+    def __init__(
+        self, hidden_dim: int, heads: int, mlp_hidden: int | None = None, *, mlp_batchnorm: bool = False,
+        power_init: str = "one",
+    ) -> None:
         super().__init__()
         inner = mlp_hidden or hidden_dim
-        self.gates = nn.ModuleList(simple_mlp(2 * hidden_dim, (inner,), 1) for _ in range(heads))
-        self.messages = nn.ModuleList(simple_mlp(2 * hidden_dim, (inner,), hidden_dim) for _ in range(heads))
-        self.powers = nn.Parameter(torch.ones(heads))
+        self.gates = nn.ModuleList(
+            simple_mlp(2 * hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads)
+        )
+        self.messages = nn.ModuleList(
+            simple_mlp(2 * hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
+        )
+        self.powers = nn.Parameter(initial_powers(heads, power_init))
 
     def forward(self, h: torch.Tensor, log_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Update the nodes.
@@ -89,14 +122,21 @@ class WeightedAttentionPooling(nn.Module):
         hidden_dim: node width.
         heads: number of heads.
         mlp_hidden: hidden width of the gate and message MLPs (default: ``hidden_dim``).
+        mlp_batchnorm: BatchNorm inside them (the authors' code).
+        power_init: "one" or "normal" (:data:`POWER_INITS`).
     """
 
-    def __init__(self, hidden_dim: int, heads: int, mlp_hidden: int | None = None) -> None:
+    def __init__(
+        self, hidden_dim: int, heads: int, mlp_hidden: int | None = None, *, mlp_batchnorm: bool = False,
+        power_init: str = "one",
+    ) -> None:
         super().__init__()
         inner = mlp_hidden or hidden_dim
-        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (inner,), 1) for _ in range(heads))
-        self.messages = nn.ModuleList(simple_mlp(hidden_dim, (inner,), hidden_dim) for _ in range(heads))
-        self.powers = nn.Parameter(torch.ones(heads))
+        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads))
+        self.messages = nn.ModuleList(
+            simple_mlp(hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
+        )
+        self.powers = nn.Parameter(initial_powers(heads, power_init))
 
     def forward(
         self, h: torch.Tensor, log_weights: torch.Tensor, batch: torch.Tensor, size: int
@@ -128,15 +168,21 @@ class RoostEncoder(nn.Module):
         layers: number of message-passing layers.
         heads: attention heads per layer and in the readout.
         mlp_hidden: hidden width of every gate and message MLP (default: ``hidden_dim``).
+        mlp_batchnorm: BatchNorm inside every gate and message MLP (the authors' code).
+        power_init: how the attention powers start, "one" or "normal" (:data:`POWER_INITS`).
     """
 
     def __init__(
-        self, element_dim: int, hidden_dim: int = 64, layers: int = 3, heads: int = 3, mlp_hidden: int | None = None
+        self, element_dim: int, hidden_dim: int = 64, layers: int = 3, heads: int = 3, mlp_hidden: int | None = None,
+        *, mlp_batchnorm: bool = False, power_init: str = "one",
     ) -> None:
         super().__init__()
+        options = {"mlp_batchnorm": mlp_batchnorm, "power_init": power_init}
         self.embed = nn.Linear(element_dim, hidden_dim - 1)
-        self.layers = nn.ModuleList(WeightedAttentionLayer(hidden_dim, heads, mlp_hidden) for _ in range(layers))
-        self.readout = WeightedAttentionPooling(hidden_dim, heads, mlp_hidden)
+        self.layers = nn.ModuleList(
+            WeightedAttentionLayer(hidden_dim, heads, mlp_hidden, **options) for _ in range(layers)
+        )
+        self.readout = WeightedAttentionPooling(hidden_dim, heads, mlp_hidden, **options)
 
     def forward(self, composition) -> torch.Tensor:  # noqa: ANN001 - a torch_geometric Batch
         """Encode a batch of composition graphs.

@@ -241,7 +241,11 @@ def test_defaults_are_the_authors_choices_with_the_benchmarked_decays_and_lie_in
     # the authors' train.py (shenggong1996/COSNet @ 2c472c7) trains on the MSE; the project's default is L1
     assert AUTHORS_CHOICES["loss"] == "mse"
     changed = {key for key in DEFAULTS if DEFAULTS[key] != AUTHORS_CHOICES[key]}
-    assert changed == {"weight_decay", "lr_decay", "loss", "init_from", "serve_with_forest"}
+    assert changed == {"weight_decay", "lr_decay", "loss", "init_from", "serve_with_forest", "roost_mlp_hidden",
+                       "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features"}
+    # ... and the architecture keys keep a bare TrainConfig's network (the authors' is the "authors" preset)
+    for key in ("roost_mlp_hidden", "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features"):
+        assert getattr(config, key) == DEFAULTS[key], key
     assert (config.weight_decay, config.lr_decay, config.loss) == (1e-4, 0.99, "l1")
     # The app's and the CLI's defaults go beyond the paper (issue 13); a bare TrainConfig is still the paper's network,
     # and the default encoder is shipped and fits the default architecture.

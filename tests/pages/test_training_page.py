@@ -175,3 +175,28 @@ def test_descriptors_and_pretrained_encoder_choices_reach_the_study_payload(app_
     train = store.job_row(db_url, job["id"])["payload"]["train"]
     assert train["descriptors"] == "magpie" and train["init_from"] is None
     assert TrainConfig.from_dict({k: train[k] for k in ("descriptors", "init_from")}).descriptors == "magpie"
+
+
+def test_the_authors_preset_reaches_the_study_and_its_runs(app_test, app_env, monkeypatch):
+    import jobs
+    from jobs.training import run_specs, validate_study_payload
+
+    monkeypatch.setattr(jobs, "ensure_executor", lambda *a, **k: None)  # the job is only queued, not run
+    at, version_id = _page_on_a_new_dataset(app_test)
+    db_url = os.environ["COSNET_DATABASE_URL"]
+    preset = next(r for r in at.radio if r.label == "Preset")
+    assert preset.value == "defaults"
+    preset.set_value("authors").run()
+    assert not at.exception, at.exception
+    # the form now starts from the authors' train.py: weight decay 0.1, decay 0.96, no pretrained encoder
+    assert _selectbox(at, "Weight decay").value == 0.1 and _selectbox(at, "Learning-rate decay per epoch").value == 0.96
+    assert _selectbox(at, "Start g_C from a pretrained encoder").value == "none"
+    assert "Still different: final ReLU" in texts(at)
+    next(b for b in at.button if b.label == "Launch study").click().run()
+    assert not at.exception, at.exception
+    (job,) = store.pending_study_jobs(db_url, version_id)
+    payload = validate_study_payload(store.job_row(db_url, job["id"])["payload"])
+    assert payload["preset"] == "authors"
+    config = run_specs(payload)[0]["config"]
+    assert (config["loss"], config["weight_decay"], config["lr_decay"]) == ("mse", 0.1, 0.96)
+    assert (config["head"], config["cell_features"], config["roost_mlp_hidden"]) == ("authors", "authors", 128)
