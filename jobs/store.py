@@ -649,10 +649,10 @@ def runs_of_study(db_url: str, study_id: int) -> list[dict[str, Any]]:
             select(
                 Run.id, Run.mode, Run.seed, Run.structure_fraction, Run.status, Run.epochs_done, Run.n_epochs,
                 Run.job_id, Job.status, Run.error, Run.best_val_mae, Run.device, Run.duration_s, Job.message,
+                Run.cancel_requested,
             )
             .outerjoin(Job, Run.job_id == Job.id)
             .where(Run.study_id == study_id)
-                Run.cancel_requested,
             .order_by(Run.id)
         ).all()
     names = (
@@ -956,12 +956,12 @@ def studies_of_version(db_url: str, version_id: int, limit: int = 20) -> list[di
             select(
                 Study.id, Study.name, Study.status, Study.job_id, Job.status, Job.progress, Job.message, Job.error,
                 Study.created_at, Study.finished_at, Study.modes, Study.seeds, Study.config, Job.log_path,
+                Job.cancel_requested,
             )
             .outerjoin(Job, Study.job_id == Job.id)
             .where(Study.dataset_version_id == version_id)
             .order_by(Study.id.desc())
             .limit(limit)
-                Job.cancel_requested,
         ).all()
     names = (
         "id", "name", "status", "job_id", "job_status", "progress", "message", "error", "created_at",

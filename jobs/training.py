@@ -493,14 +493,14 @@ def run_study_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
         _end_study(ctx, study_id, "cancelled")
         raise JobCancelled("study cancelled by the user")
     succeeded = [r for r in runs if r["status"] == "succeeded"]
+    if runs and all(r["state"] == "cancelled" for r in runs):  # each run was cancelled one by one
+        _end_study(ctx, study_id, "cancelled")
+        raise JobCancelled("every run of the study was cancelled")
     if not succeeded:
         first_error = next((r["error"] for r in runs if r["error"]), "no run succeeded")
         _end_study(ctx, study_id, "failed")
         raise RuntimeError(f"all {len(runs)} runs ended without success; first error: {first_error}")
     _end_study(ctx, study_id, "succeeded")
-    if runs and all(r["state"] == "cancelled" for r in runs):  # each run was cancelled one by one
-        _end_study(ctx, study_id, "cancelled")
-        raise JobCancelled("every run of the study was cancelled")
 
 
 def study_baselines(db_url: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -587,11 +587,6 @@ def _wait_for_runs(ctx: JobContext, study_id: int) -> bool:
         time.sleep(POLL_S)
 
 
-def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
-    from db.models import utcnow
-
-    try:
-        results = compute_study_results(ctx.db_url, study_id)
 def progress_message(runs: list[dict[str, Any]]) -> str:
     """The study's progress line: finished runs, then queued and running ones counted apart.
 
@@ -611,6 +606,11 @@ def progress_message(runs: list[dict[str, Any]]) -> str:
     return message + f", {counts['queued']} queued"
 
 
+def _end_study(ctx: JobContext, study_id: int, status: str) -> None:
+    from db.models import utcnow
+
+    try:
+        results = compute_study_results(ctx.db_url, study_id)
     except Exception as error:  # results are a summary; a failure there must not hide the runs' outcome
         ctx.log(f"results could not be computed: {type(error).__name__}: {error}")
         results = {"error": f"{type(error).__name__}: {error}"}
