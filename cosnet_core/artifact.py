@@ -7,7 +7,10 @@ An artifact holds only plain tensors, dicts, lists, strings and numbers:
 * ``target_mean`` / ``target_std``: the target normaliser of the training split;
 * ``featurizer_version``, ``embedding_name``, ``embedding_version``, ``code_version``;
 * ``cell_mean`` / ``cell_std`` (also as lists, for reading without torch), ``best_epoch``, ``best_val_mae``,
-  ``history``.
+  ``history``;
+* ``training_formulas`` / ``training_targets``: the training rows (formula as given, target in the model's units),
+  for the applicability warnings of a prediction (:mod:`cosnet_core.applicability`). Artifacts written before
+  2026-12-03 lack them; they still load, and their predictions name no nearest training composition.
 
 Predicting needs nothing but the artifact and the embedding files shipped in the matminer wheel. A directory of
 artifacts (one per seed) is an ensemble: :func:`load_ensemble` averages them per row.
@@ -75,6 +78,8 @@ def save_artifact(path: str | Path, result: FitResult) -> Path:
         "best_epoch": int(result.best_epoch),
         "best_val_mae": float(result.best_val_mae) if math.isfinite(result.best_val_mae) else -1.0,
         "history": [dataclasses.asdict(report) for report in result.history],
+        "training_formulas": [str(f) for f in getattr(result, "training_formulas", [])],
+        "training_targets": [float(t) for t in getattr(result, "training_targets", [])],
     }
     temporary = path.with_name(path.name + ".tmp")
     torch.save(artifact, temporary)
@@ -229,6 +234,24 @@ class Ensemble:
     """Several trained models (e.g. one per seed) predicting together."""
 
     members: list[TrainedModel]
+
+    def training_rows(self) -> tuple[list[str], list[float]] | None:
+        """The training rows of all members (formulas and targets, each distinct pair once), or None when a
+        member's artifact predates their storage (then no nearest-neighbour columns can be given)."""
+        formulas: list[str] = []
+        targets: list[float] = []
+        seen: set[tuple[str, float]] = set()
+        for member in self.members:
+            member_formulas = member.metadata.get("training_formulas")
+            member_targets = member.metadata.get("training_targets")
+            if not member_formulas or member_targets is None or len(member_formulas) != len(member_targets):
+                return None
+            for formula, target in zip(member_formulas, member_targets, strict=True):
+                if (formula, float(target)) not in seen:
+                    seen.add((formula, float(target)))
+                    formulas.append(str(formula))
+                    targets.append(float(target))
+        return formulas, targets
 
     def predict(self, samples: Sequence[Sample], *, cache: GraphCache | None = None) -> pd.DataFrame:
         """Mean and standard deviation per row over the members.

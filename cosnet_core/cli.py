@@ -17,7 +17,10 @@
 * ``models/seed_<s>.pt``: one artifact per seed (``predict --model OUTDIR`` averages them);
 * ``history.csv`` (``seed, epoch, train_loss, val_mae, seconds, lr``) and ``input_errors.csv`` when rows were refused.
 
-``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c``: with a folder of seeds (what
+``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c, warning`` and the
+applicability columns of :func:`cosnet_core.applicability.assess` (``applicability``, ``structure_mismatch``,
+``unseen_elements``, ``nearest_{1,2,3}_{composition,target,distance}``; a row whose structure file is missing is
+predicted from its composition and ``warning`` says so): with a folder of seeds (what
 ``train`` writes), the prediction is the seeds' ensemble mean and ``prediction_std`` their spread (the uncertainty).
 With ``--with-forest`` the prediction is that mean averaged 50/50 with the random forest on Magpie (re-fitted on each
 seed's training rows from ``predictions.csv``, never loaded from a file), and ``prediction_ensemble`` and
@@ -279,7 +282,10 @@ def _blank_unusable_predictions(table: pd.DataFrame) -> None:
              f"their prediction is left empty: {ids}")
 
 
-def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Path) -> list:
+def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Path,
+                  row_warnings: dict[str, str] | None = None) -> list:
+    """The table's usable rows; refused rows go to ``error_file``. With ``row_warnings`` (prediction), a row whose
+    structure file is not in the folder is kept without a structure and ``row_warnings[id]`` says so."""
     from cosnet_core.embeddings import load_element_embedding
     from cosnet_core.tabular import read_table
 
@@ -290,7 +296,12 @@ def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Pa
         structure_col=args.structure_col, structures_dir=args.structures,
         split_col=getattr(args, "split_col", None), id_col=args.id_col,
         target_transform=getattr(args, "target_transform", "none"), embedding=embedding,
+        missing_structure="refuse" if row_warnings is None else "composition",
     )
+    for warning in table.warnings.itertuples(index=False):
+        assert row_warnings is not None
+        row_warnings[str(warning.id)] = f"{warning.column} {warning.value!r}: {warning.reason}"
+        _say(f"line {warning.line} (id {warning.id}): {row_warnings[str(warning.id)]}")
     if not table.errors.empty:
         error_file.parent.mkdir(parents=True, exist_ok=True)
         safe_to_csv(table.errors, error_file, index=False)
@@ -511,13 +522,15 @@ def command_predict(args: argparse.Namespace) -> int:
     ensemble = load_ensemble(args.model)
     args.embedding = ensemble.members[0].config.embedding
     error_file = args.out.with_name(args.out.stem + ".errors.csv")
-    samples = _read_samples(args, with_target=False, error_file=error_file)
+    row_warnings: dict[str, str] = {}
+    samples = _read_samples(args, with_target=False, error_file=error_file, row_warnings=row_warnings)
     for member in ensemble.members:
         member.model.to(args.device)
     table = ensemble.predict(samples)
     _blank_unusable_predictions(table)
     table.insert(1, "composition", [s.formula.strip() or s.composition.formula for s in samples])
-    columns = list(PREDICT_COLUMNS)
+    table["warning"] = [row_warnings.get(s.id, "") for s in samples]
+    columns = list(PREDICT_COLUMNS) + ["warning"]
     if args.with_forest is None:  # the preset's choice, when the training rows are there to re-fit the forest from
         from cosnet_core.hparams import PRESETS
 
@@ -528,6 +541,20 @@ def command_predict(args: argparse.Namespace) -> int:
 
         table = add_forest_blend(table, _training_sets(args.model), [s.composition for s in samples])
         columns += ["prediction_ensemble", "prediction_forest"]
+    from cosnet_core.applicability import NO_TRAINING_ROWS_NOTE, assess, domain_of
+
+    domain = domain_of(ensemble.training_rows())
+    uses_structures = ensemble.members[0].mode != "composition"
+    checks = assess([s.composition for s in samples], [s.structure if uses_structures else None for s in samples],
+                    domain)
+    table = pd.concat([table.reset_index(drop=True), checks], axis=1)
+    columns += list(checks.columns)
+    if domain is None:
+        _say(f"note: {NO_TRAINING_ROWS_NOTE}")
+    flagged = int((checks["applicability"] != "").sum())
+    if flagged:
+        _say(f"{flagged} row(s) have an applicability warning (structure composition differs from the formula, or "
+             "elements absent from the training rows); see the applicability column")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     safe_to_csv(table[columns], args.out, index=False)
     spread = " (prediction_std is their spread)" if len(ensemble.members) > 1 else " (no spread from one model)"

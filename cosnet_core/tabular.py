@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cosnet_core.embeddings import ElementEmbedding
 
 ERROR_COLUMNS = ("line", "id", "column", "value", "reason")
+NO_SUCH_STRUCTURE_FILE = "no such file in the structures folder"
 TargetTransform = Literal["none", "log10"]
 
 
@@ -36,10 +37,17 @@ class TableReadResult:
         samples: the rows that were read, in file order.
         errors: a table with columns ``line`` (line in the file, header = 1), ``id``, ``column``, ``value``,
             ``reason``.
+        lines: the file line of each sample (header = 1), parallel to ``samples``.
+        warnings: rows that were kept but not as given (same columns as ``errors``), e.g. a structure file that is
+            not in the folder with ``missing_structure="composition"``.
+        formulas: the formula cell of every data line, ``{line: text}`` (refused lines included).
     """
 
     samples: list[Sample] = field(default_factory=list)
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ERROR_COLUMNS)))
+    lines: list[int] = field(default_factory=list)
+    warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ERROR_COLUMNS)))
+    formulas: dict[int, str] = field(default_factory=dict)
 
     def error_message(self, limit: int = 10) -> str:
         """A short human-readable summary of the errors.
@@ -62,7 +70,7 @@ class TableReadResult:
 
 def _read_frame(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise TableError(f"{path}: no such file")
+        raise TableError(f"{path.name}: no such file")
     separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     max_columns = _max_columns()
     with path.open("rb") as handle:  # the header alone says whether the table is absurdly wide
@@ -72,7 +80,8 @@ def _read_frame(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except Exception as error:
-        raise TableError(f"{path}: cannot be read as a table ({type(error).__name__}: {error})") from error
+        reason = str(error).replace(str(path), path.name)  # the file, never the server's folders
+        raise TableError(f"{path.name}: cannot be read as a table ({type(error).__name__}: {reason})") from error
     return frame
 
 
@@ -90,7 +99,7 @@ def _require_columns(frame: pd.DataFrame, path: Path, **columns: str | None) -> 
     for role, name in columns.items():
         if name is not None and name not in frame.columns:
             available = ", ".join(map(str, frame.columns[:30]))
-            raise TableError(f"{path}: no column {name!r} (given as {role}); columns are: {available}")
+            raise TableError(f"{path.name}: no column {name!r} (given as {role}); columns are: {available}")
 
 
 # Largest |target| (after the transform) accepted. A model cannot learn from larger values (1e308 overflows any
@@ -167,7 +176,7 @@ def structure_file_in(folder: Path, name: str) -> Path:
                                        "are refused)")
         if file.is_file():
             return file
-    raise StructureError(name, "no such file in the structures folder")
+    raise StructureError(name, NO_SUCH_STRUCTURE_FILE)
 
 
 def read_table(
@@ -181,6 +190,7 @@ def read_table(
     id_col: str | None = None,
     target_transform: TargetTransform = "none",
     embedding: ElementEmbedding | None = None,
+    missing_structure: Literal["refuse", "composition"] = "refuse",
 ) -> TableReadResult:
     """Read a table into :class:`cosnet_core.data.Sample` rows.
 
@@ -194,6 +204,9 @@ def read_table(
         id_col: column with row ids (default: ``row<line>``); ids must be unique.
         target_transform: "none" or "log10".
         embedding: when given, formulas with elements it lacks are refused here, per row.
+        missing_structure: a structure file name that is not in the folder: ``"refuse"`` the row (training), or
+            keep it without a structure (``"composition"``, for prediction) and list it in ``warnings``. Names
+            leading out of the folder are refused either way.
 
     Returns:
         The samples and the per-row errors.
@@ -217,11 +230,13 @@ def read_table(
 
     result = TableReadResult()
     errors: list[dict[str, object]] = []
+    warnings: list[dict[str, object]] = []
     structures: dict[str, Structure | StructureError] = {}
     seen_ids: set[str] = set()
     for position, record in enumerate(frame.to_dict("records")):
         line = position + 2  # the header is line 1
         row_id = str(record[id_col]).strip() if id_col else f"row{line}"
+        result.formulas[line] = str(record[formula_col])
 
         def fail(column: str, value: object, reason: str, line: int = line, row_id: str = row_id) -> None:
             errors.append({"line": line, "id": row_id, "column": column, "value": value, "reason": reason})
@@ -260,12 +275,18 @@ def read_table(
                 except StructureError as error:
                     structures[name] = error
             loaded = structures[name]
-            if isinstance(loaded, StructureError):
+            if isinstance(loaded, StructureError) and missing_structure == "composition" and (
+                    loaded.reason == NO_SUCH_STRUCTURE_FILE):
+                warnings.append({"line": line, "id": row_id, "column": structure_col, "value": name,
+                                 "reason": f"{NO_SUCH_STRUCTURE_FILE}: predicted from the composition alone"})
+            elif isinstance(loaded, StructureError):
                 fail(structure_col, name, loaded.reason)
                 continue
-            structure, structure_id = loaded, name
+            else:
+                structure, structure_id = loaded, name
         split = str(record[split_col]).strip() if split_col is not None else None
         seen_ids.add(row_id)
+        result.lines.append(line)
         result.samples.append(
             Sample(
                 id=row_id,
@@ -278,4 +299,5 @@ def read_table(
             )
         )
     result.errors = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+    result.warnings = pd.DataFrame(warnings, columns=list(ERROR_COLUMNS))
     return result

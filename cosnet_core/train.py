@@ -245,6 +245,8 @@ class FitResult:
         embedding_version: version string of the element embedding used.
         featurizer_version: crystal-graph featurizer version used.
         n_train: training rows after the mode's preparation (augmentation included).
+        training_formulas / training_targets: the training rows as given (before the mode's preparation), kept in
+            the artifact so predictions can name the nearest training compositions (``cosnet_core.applicability``).
     """
 
     model: CosNet
@@ -259,6 +261,8 @@ class FitResult:
     featurizer_version: str = ""
     n_train: int = 0
     code_version: str = CODE_VERSION
+    training_formulas: list[str] = field(default_factory=list)
+    training_targets: list[float] = field(default_factory=list)
 
     def predict(self, samples: Sequence[Sample], *, cache: GraphCache | None = None) -> Predictions:
         """Predict new rows with the best-validation model (see :func:`cosnet_core.predict.predict_samples`).
@@ -502,6 +506,8 @@ def fit(
         embedding_version=embedding.version,
         featurizer_version=FEATURIZER_VERSION,
         n_train=len(train_rows),
+        training_formulas=[s.formula.strip() or s.composition.formula for s in train],
+        training_targets=[float(s.target) for s in train],
     )
     best_state = _state_on_cpu(model)
     start_epoch = 1

@@ -7,13 +7,20 @@ import pandas as pd
 import streamlit as st
 from pymatgen.core import Structure as PmgStructure
 
+from cosnet_core.applicability import (
+    NO_TRAINING_ROWS_NOTE,
+    assess,
+    describe_neighbours,
+    domain_of,
+    structure_mismatch,
+)
 from cosnet_core.baselines import add_forest_blend
 from cosnet_core.composition import FormulaError, parse_formula
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.exports import safe_to_csv
 from cosnet_core.hparams import DEFAULTS
-from cosnet_core.ingest import IngestError
+from cosnet_core.ingest import IngestError, suggest_mapping
 from cosnet_core.structure import StructureError, load_structure
 from cosnet_core.tabular import MAX_ABS_TARGET
 from db.results import model_choices, training_sets
@@ -68,6 +75,14 @@ with_forest = st.checkbox(
     "on the test rows): the mean of this model's prediction and of random forests re-fitted on the training rows of "
     "each of its seeds. The weight is fixed, not tuned.",
 )
+
+# the training compositions, for the applicability warnings: from the model files, else from the runs' stored rows
+training_rows = ensemble.training_rows()
+if training_rows is None and forest_sets:
+    training_rows = ([f for formulas, _ in forest_sets for f in formulas],
+                     [t for _, targets in forest_sets for t in targets])
+domain = domain_of(training_rows)
+domain_note = None if domain is not None else f"No nearest training compositions: {NO_TRAINING_ROWS_NOTE}."
 
 single, batch = st.tabs(["One material", "A table of materials"])
 
@@ -128,6 +143,18 @@ with single:
                 "The prediction is in the units the model was trained on (see its dataset). w_C = 1 means the "
                 "composition network alone decided; a smaller w_C means the structure contributed."
             )
+            mismatch = structure_mismatch(composition, structure if uses_structures else None)
+            if mismatch:
+                st.warning(f"Applicability: {md_escape(mismatch)}.")
+            if domain is None:
+                st.caption(domain_note)
+            else:
+                unseen = domain.unseen_elements(composition)
+                if unseen:
+                    st.warning(f"Applicability: element(s) {', '.join(unseen)} appear in no training row; the model "
+                               "never learned how they act on the target.")
+                st.caption("Nearest training compositions (cosine distance of the fractional compositions; measured "
+                           f"values): {md_escape(describe_neighbours(domain.nearest(composition)))}.")
 
 with batch:
     st.write("Upload a CSV or TSV with one formula per row (and, optionally, a zip of CIFs named in a column).")
@@ -144,12 +171,18 @@ with batch:
             st.error(f"The table cannot be read: {md_escape(error)}")
             st.stop()
         columns = list(header)
-        formula_col = st.selectbox("Formula column", columns)
-        id_col = st.selectbox("ID column (optional)", [None, *columns])
-        structure_col = st.selectbox("Structure file column (optional)", [None, *columns]) if zip_file else None
+        suggested = suggest_mapping(columns)  # the Datasets page's suggestion, by column name
+        formula_col = st.selectbox("Formula column", columns,
+                                   index=columns.index(suggested.formula) if suggested.formula in columns else 0)
+        id_col = st.selectbox("ID column (optional)", [None, *columns],
+                              index=[None, *columns].index(suggested.id) if suggested.id in columns else 0)
+        structure_col = st.selectbox(
+            "Structure file column (optional)", [None, *columns],
+            index=[None, *columns].index(suggested.structure_file) if suggested.structure_file in columns else 0,
+        ) if zip_file else None
         if st.button("Predict the table", type="primary"):
             try:
-                samples, errors = read_batch(
+                read = read_batch(
                     table_file.getvalue(), table_file.name, formula_col=formula_col, id_col=id_col,
                     structure_col=structure_col, cif_zip=zip_file.getvalue() if zip_file else None,
                     embedding_name=embedding_name,
@@ -157,7 +190,8 @@ with batch:
             except (IngestError, TableError) as error:
                 st.error(f"The upload cannot be used: {md_escape(error)}")
                 st.stop()
-            if not samples and errors.empty:
+            samples = read.samples
+            if not samples and read.errors.empty:
                 st.error("The table has no data rows: add one formula per row below the header.")
                 st.stop()
             bar = st.progress(0.0, text="Predicting…")
@@ -165,10 +199,22 @@ with batch:
             if with_forest and samples:
                 predicted = add_forest_blend(predicted, forest_sets, [s.composition for s in samples])
             bar.progress(1.0, text=f"Predicted {len(samples)} row(s).")
-            result = batch_result(samples, predicted, errors)
+            predicted = pd.concat([predicted.reset_index(drop=True), assess(
+                [s.composition for s in samples], [s.structure if uses_structures else None for s in samples], domain,
+            )], axis=1)
+            result = batch_result(read, predicted)
             n_refused = int((result["reason"].fillna("") != "").sum())
             if n_refused:
                 st.warning(f"{n_refused} row(s) could not be predicted; their reason is in the table.")
+            for label, column in (("predicted from the composition alone (their CIF is not in the zip)", "warning"),
+                                  ("with an applicability warning (structure ≠ formula, or elements never trained "
+                                   "on)", "applicability")):
+                flagged = result.loc[result[column].fillna("") != "", "line"]
+                if len(flagged):
+                    st.warning(f"{len(flagged)} row(s) {label}: line(s) {', '.join(map(str, flagged.head(20)))}"
+                               + (" …" if len(flagged) > 20 else "") + f"; see the {column} column.")
+            if domain_note:
+                st.caption(domain_note)
             st.dataframe(result, hide_index=True, width="stretch")
             st.download_button(
                 "Download predictions as CSV", safe_to_csv(result, index=False).encode(), file_name="predictions.csv",

@@ -14,12 +14,13 @@ from cosnet_core.artifact import ArtifactError, Ensemble, load_artifact
 from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.ingest import IngestError, IngestLimits, read_cif_zip
-from cosnet_core.tabular import MAX_ABS_TARGET, TableError, read_table
+from cosnet_core.tabular import MAX_ABS_TARGET, TableError, TableReadResult, read_table
 
 NOT_FINITE = ("prediction: the model gives no usable value for this row (NaN, infinite or beyond ±1e15, the "
               "largest target a model learns from); it is not shown")
 CIF_TIMEOUT_S, CIF_MEMORY_MB = 10.0, 1024  # per CIF of a batch, parsed in a separate process
-RESULT_COLUMNS = ["line", "id", "composition", "prediction", "prediction_std", "has_structure", "w_c", "reason"]
+RESULT_COLUMNS = ["line", "id", "composition", "prediction", "prediction_std", "has_structure", "w_c", "warning",
+                  "reason"]
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -48,8 +49,11 @@ def read_batch(
     structure_col: str | None,
     cif_zip: bytes | None,
     embedding_name: str,
-) -> tuple[list[Sample], pd.DataFrame]:
+) -> TableReadResult:
     """Read an uploaded table (and CIF zip) into samples plus one error row per refused line.
+
+    A row whose structure file is not in the zip is kept without a structure (predicted from its composition) and
+    listed in ``warnings``; a CIF that cannot be read, or a name leading out of the zip, refuses the row.
 
     Raises:
         IngestError / TableError: the file as a whole is unusable (too large, unreadable, missing column, bad zip).
@@ -75,12 +79,28 @@ def read_batch(
         result = read_table(
             table_path, formula_col=formula_col, id_col=id_col, structure_col=structure_col,
             structures_dir=structures_dir, embedding=load_element_embedding(embedding_name),
+            missing_structure="composition",
         )
-    errors = result.errors
-    for name, reason in refused.items():  # say why the CIF is missing, not only that it is
-        for value in (name, PurePosixPath(name).stem):
-            errors.loc[errors["value"].astype(str) == value, "reason"] = reason
-    return result.samples, errors
+    if refused:  # a CIF refused by the bounded parse is unreadable, not missing: the row is refused with its reason
+        result = _refuse_unreadable(result, refused)
+    return result
+
+
+def _refuse_unreadable(result: TableReadResult, refused: dict[str, str]) -> TableReadResult:
+    """Move the rows whose CIF the bounded parse refused from the kept rows (where the reader put them, without a
+    structure, as if the file were missing) to the errors, with the parser's reason."""
+    names = {value: reason for name, reason in refused.items() for value in (name, PurePosixPath(name).stem)}
+    moved = result.warnings[result.warnings["value"].astype(str).isin(names)]
+    if moved.empty:
+        return result
+    moved = moved.assign(reason=moved["value"].astype(str).map(names))
+    lines = set(moved["line"].astype(int))
+    kept = [(s, line) for s, line in zip(result.samples, result.lines, strict=True) if line not in lines]
+    errors = pd.concat([result.errors, moved], ignore_index=True).sort_values("line", kind="stable")
+    return TableReadResult(
+        samples=[s for s, _ in kept], errors=errors.reset_index(drop=True), lines=[line for _, line in kept],
+        warnings=result.warnings.drop(moved.index).reset_index(drop=True), formulas=result.formulas,
+    )
 
 
 def bounded_structure(text: str, name: str = "the CIF"):
@@ -128,11 +148,19 @@ def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict
             for name, (status, value) in zip(names, outcomes, strict=True) if status != "ok"}
 
 
-def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
-    """Predicted rows first, then the refused rows with their line and reason, in one table."""
+def batch_result(read: TableReadResult, predicted: pd.DataFrame) -> pd.DataFrame:
+    """Predicted rows first, then the refused rows with their line and reason, in one table.
+
+    Every row has its integer file line; ``composition`` is always the row's formula (the reduced formula of a
+    predicted row, the text as given of a refused one), never another cell; ``warning`` says how a predicted row
+    departs from its input (e.g. its CIF is not in the zip, so it was predicted from the composition alone).
+    """
+    samples, errors = read.samples, read.errors
+    warnings = {int(w.line): f"{w.column} {w.value!r}: {w.reason}" for w in read.warnings.itertuples(index=False)}
     good = predicted.assign(
         composition=[s.composition.reduced_formula for s in samples],
-        line=[int(s.id[3:]) if s.id.startswith("row") and s.id[3:].isdigit() else None for s in samples],
+        line=list(read.lines),
+        warning=[warnings.get(line, "") for line in read.lines],
         reason="",
     )
     values = good["prediction"].astype(float)
@@ -140,11 +168,16 @@ def batch_result(samples: Sequence[Sample], predicted: pd.DataFrame, errors: pd.
     if not_finite.any():  # never a silent NaN or inf: the row says so
         good.loc[not_finite, ["prediction", "prediction_std"]] = np.nan
         good.loc[not_finite, "reason"] = NOT_FINITE
+    lines = [int(line) for line in errors["line"]]
     bad = pd.DataFrame({
-        "line": errors["line"], "id": errors["id"], "composition": errors["value"].astype(str),
-        "reason": errors["column"].astype(str) + ": " + errors["reason"].astype(str),
-    })
-    return pd.concat([good, bad], ignore_index=True).reindex(columns=RESULT_COLUMNS)
+        "line": lines, "id": errors["id"],
+        "composition": [read.formulas.get(line, "") for line in lines],
+        "reason": (errors["column"].astype(str) + ": " + errors["reason"].astype(str)).tolist(),
+    })  # the cell's value is not repeated: a structure cell may hold a server path the user typed
+    table = pd.concat([good, bad], ignore_index=True)
+    table["line"] = table["line"].astype("Int64")
+    extra = [c for c in table.columns if c not in RESULT_COLUMNS]
+    return table.reindex(columns=RESULT_COLUMNS + extra)
 
 
 __all__ = ["bounded_structure", "NOT_FINITE", "RESULT_COLUMNS", "ArtifactError", "TableError", "batch_result", "load_models", "predict_in_chunks", "read_batch"]

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from cosnet_core.applicability import nearest_columns
 from cosnet_core.cli import PREDICT_COLUMNS, PREDICTION_COLUMNS, main
 from cosnet_core.tabular import read_table
 from tests.cosnet_core.test_train import toy_samples
@@ -121,7 +122,8 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "line 3 (id row3)" in err and "from the ensemble of 2 model(s) (prediction_std is their spread)" in err
     predicted = pd.read_csv(predicted_path)
-    assert tuple(predicted.columns) == PREDICT_COLUMNS
+    assert tuple(predicted.columns) == (*PREDICT_COLUMNS, "warning", "applicability", "structure_mismatch",
+                                        "unseen_elements", *nearest_columns())  # issue 16: applicability columns
     assert predicted["id"].tolist() == ["row2", "row4"]
     assert predicted["has_structure"].tolist() == [False, True]
     assert (predicted["prediction_std"] > 0).all()  # two seeds disagree a little
@@ -137,7 +139,7 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
                    "--id-col", "id", "--out", str(blended_path)])
     assert status == 0 and "averaged 50/50 with the random forest" in capsys.readouterr().err
     blended = pd.read_csv(blended_path).set_index("id")
-    assert list(blended.columns[-2:]) == ["prediction_ensemble", "prediction_forest"]
+    assert list(blended.columns[7:9]) == ["prediction_ensemble", "prediction_forest"]  # after w_c, warning
     forest = baselines[baselines["baseline"] == "rf_magpie"].groupby("id")["prediction"].mean()
     assert blended["prediction_forest"].to_numpy() == pytest.approx(forest.loc[blended.index].to_numpy())
     assert blended["prediction"].to_numpy() == pytest.approx(

@@ -232,7 +232,7 @@ def test_predict_batch_broken_cif_in_the_zip_is_a_row_reason(trained_study, app_
     assert "1 row(s) could not be predicted" in at.warning[0].value
     result = at.dataframe[0].value.set_index("line")
     assert result.loc[2, "composition"] == "NaCl" and result.loc[2, "has_structure"] and result.loc[2, "reason"] == ""
-    assert result.loc[3, "composition"] == "broken.cif" and pd.isna(result.loc[3, "prediction"])
+    assert result.loc[3, "composition"] == "KCl" and pd.isna(result.loc[3, "prediction"])  # the formula (issue 16)
     assert result.loc[3, "reason"].startswith("cif: it cannot be parsed")
     assert row_counts(url) == before
 
