@@ -136,6 +136,10 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="feed standardised Magpie statistics of the composition next to g_C's output (none = the paper)",
     )
     parser.add_argument(
+        "--structure-features", choices=("none", "chgnet"), default=None,
+        help="feed the pretrained CHGNet potential's crystal features next to g_S's output (none = the paper)",
+    )
+    parser.add_argument(
         "--init-from", default=None,
         help="start g_C from a pretrained encoder: a shipped checkpoint name or a .pt written by 'pretrain' "
         f"('none' = random initialisation, the paper; default: {DEFAULTS['init_from'] or 'none'} where it fits "
@@ -219,6 +223,7 @@ PRESET_OPTIONS = {
     "seeds": "seeds", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
     "lr_decay": "lr_decay", "loss": "loss", "fusion": "fusion", "weight": "weight", "hidden_dim": "hidden_dim",
     "head": "head", "cell_features": "cell_features", "embedding": "embedding", "descriptors": "descriptors",
+    "structure_features": "structure_features",
 }
 
 
@@ -248,6 +253,7 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
         "early_stopping_patience": args.patience, "device": args.device, "embedding": args.embedding,
         "hidden_dim": args.hidden_dim, "fusion": args.fusion, "weight": args.weight, "head": args.head,
         "cell_features": args.cell_features, "descriptors": args.descriptors, "init_from": _init_from(args),
+        "structure_features": args.structure_features,
     })
 
 

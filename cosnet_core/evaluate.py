@@ -135,8 +135,8 @@ def is_significant_difference(mean_a: float, std_a: float, mean_b: float, std_b:
 
 
 def volume_per_atom(structure: Any) -> float:
-    """V_a of Table 2: cell volume divided by the number of atoms (occupancy-weighted, so disordered cells count
-    their mean number of atoms).
+    """V_a of Table 2: :func:`cosnet_core.structure.volume_per_atom`, the one definition (cell volume divided by the
+    occupancy-weighted number of atoms) that the app's stored column uses too.
 
     Args:
         structure: a pymatgen ``Structure``.
@@ -144,7 +144,9 @@ def volume_per_atom(structure: Any) -> float:
     Returns:
         Volume per atom in Å³.
     """
-    return float(structure.volume / structure.composition.num_atoms)
+    from cosnet_core.structure import volume_per_atom as one_definition
+
+    return one_definition(structure)
 
 
 def alignment_r2(

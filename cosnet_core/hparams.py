@@ -56,6 +56,7 @@ AUTHORS_CHOICES: dict[str, Any] = {
     "seeds": (0, 1, 2, 3, 4),  # the paper's five seeds (their values are not published; train.py's default is 42)
     "embedding": "matscholar200",  # the element vectors of ROOST's default (utils/element/matscholar200.json)
     "descriptors": "none",  # the paper's g_C sees the composition graph only
+    "structure_features": "none",  # and g_S the crystal graph and cell descriptors only
     "init_from": None,  # and is trained from scratch on each table
     "serve_with_forest": False,  # the paper serves COSNet alone
 }
@@ -123,7 +124,7 @@ PRESETS: dict[str, dict[str, Any]] = {"defaults": DEFAULTS, "authors": AUTHORS_C
 PRESET_TRAIN_FIELDS: tuple[str, ...] = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "hidden_dim", "roost_layers", "roost_heads",
     "roost_mlp_hidden", "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features", "cgcnn_layers",
-    "fusion", "weight", "embedding", "descriptors", "init_from",
+    "fusion", "weight", "embedding", "descriptors", "init_from", "structure_features",
 )
 
 

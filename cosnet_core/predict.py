@@ -102,6 +102,7 @@ def predict_samples(
     dataset = BimodalDataset(
         rows, embedding, cache=cache, radius=config.radius, max_neighbors=config.max_neighbors,
         descriptors=config.descriptors == "magpie",
+        structure_features=config.structure_features == "chgnet",
     )
     loader = make_loader(dataset, batch_size=batch_size or config.batch_size, shuffle=False)
     predictions, weights, presences, c_reprs, s_reprs = [], [], [], [], []

@@ -450,6 +450,30 @@ def _niggli(lattice: Lattice) -> Lattice:
     return Lattice(reduced) if reduced is not None else lattice.get_niggli_reduced_lattice()
 
 
+def volume_per_atom(structure: Structure) -> float:
+    """V_a (Table 2, and a cell descriptor of g_S): the cell volume divided by the number of atoms in the cell,
+    counted with their occupancies, Σ_sites Σ_species occu (pymatgen's ``composition.num_atoms``).
+
+    The one definition of the quantity: the command line, the app's Table 2 (the ``structures.volume_per_atom``
+    column, filled by this function and recomputed by migration 0004) and the cell descriptors all use it. For an
+    ordered cell it is volume / number of sites; a partly vacant or mixed site counts by its occupancy sum (a
+    half-empty Li site is half an atom), which is not volume / sites.
+
+    Args:
+        structure: a pymatgen structure (ordered or disordered).
+
+    Returns:
+        Å³ per atom.
+
+    Raises:
+        ValueError: a cell without atoms.
+    """
+    atoms = float(structure.composition.num_atoms)
+    if not atoms > 0:
+        raise ValueError("the cell holds no atoms (every occupancy is 0)")
+    return float(structure.volume) / atoms
+
+
 def cell_descriptors(structure: Structure, occupancies: SiteOccupancies | None = None) -> np.ndarray:
     """Raw global cell descriptors, in the order of :data:`CELL_DESCRIPTOR_NAMES`.
 
@@ -479,7 +503,7 @@ def cell_descriptors(structure: Structure, occupancies: SiteOccupancies | None =
         *lattice.angles,
         *one_hot,
         float(number),
-        volume / float(totals.sum()),
+        volume_per_atom(structure),
         mass * AMU_PER_CUBIC_ANGSTROM_IN_G_PER_CM3 / volume,
         float(totals.mean()),
         float(disordered.mean()),
@@ -600,6 +624,7 @@ class GraphCache:
 
 __all__ = [
     "CELL_DESCRIPTOR_NAMES",
+    "volume_per_atom",
     "DEFAULT_MAX_SITES",
     "FEATURIZER_VERSION",
     "GraphCache",

@@ -83,6 +83,17 @@ class TrainConfig:
         init_from: None, or a composition-encoder checkpoint written by ``python -m cosnet_core pretrain`` (a path,
             or the name of a checkpoint shipped in ``cosnet_core/pretrained/``); g_C starts from it and is
             fine-tuned.
+        structure_features: "none" (the paper) or "chgnet": the crystal features of the pretrained CHGNet
+            potential (:mod:`cosnet_core.universal`) are fed into the structure side next to g_S's S.
+        nonnegative: bound the predictions below at 0, as the authors' final ReLU does ("make band gap
+            non-negative", ``model/model.py`` @ 2c472c7): "auto" (default) when every training target is ≥ 0,
+            "on" (refused when a training target is negative) or "off". The decision is taken from the training
+            rows only and kept in :attr:`TargetNormalizer.lower_bound` (artifact, ``metrics.json``). How the bound
+            is applied, and why not as a ReLU inside the network: :class:`TargetNormalizer`.
+        censored: how training rows whose target is a bound (``Sample.censored``, e.g. ``<1E-10``) are used:
+            "drop" them, or "bound": the censored loss of :func:`censored_loss` (an upper bound is penalised only
+            when the prediction is above it). Validation rows that are bounds never count in the validation MAE,
+            whatever this says.
     """
 
     mode: Mode = "bimodal-aug"
@@ -114,6 +125,9 @@ class TrainConfig:
     max_neighbors: int = 12
     descriptors: Literal["none", "magpie"] = "none"
     init_from: str | None = None
+    structure_features: Literal["none", "chgnet"] = "none"
+    nonnegative: Literal["auto", "on", "off"] = "auto"
+    censored: Literal["drop", "bound"] = "drop"
 
     def __post_init__(self) -> None:
         self.head_hidden = tuple(int(v) for v in self.head_hidden)
@@ -131,6 +145,12 @@ class TrainConfig:
             problems.append(f"device {self.device!r} is not 'auto', 'cpu' or 'cuda'")
         if self.descriptors not in ("none", "magpie"):
             problems.append(f"descriptors {self.descriptors!r} is not 'none' or 'magpie'")
+        if self.structure_features not in ("none", "chgnet"):
+            problems.append(f"structure_features {self.structure_features!r} is not 'none' or 'chgnet'")
+        if self.nonnegative not in ("auto", "on", "off"):
+            problems.append(f"nonnegative {self.nonnegative!r} is not 'auto', 'on' or 'off'")
+        if self.censored not in ("drop", "bound"):
+            problems.append(f"censored {self.censored!r} is not 'drop' or 'bound'")
         for name, value, allowed in (
             ("roost_power_init", self.roost_power_init, ("one", "normal")), ("head", self.head, ("mlp", "authors")),
             ("cell_features", self.cell_features, ("all", "no-volume", "authors")),
@@ -438,6 +458,7 @@ def fit(
     callback: EpochCallback | None = None,
     cache: GraphCache | None = None,
     checkpoint_path: str | Path | None = None,
+    from cosnet_core.universal import CHGNET_FEATURE_COUNT
     resume_from: str | Path | None = None,
 ) -> FitResult:
     """Train COSNet on the training split, selecting the epoch with the lowest validation MAE.
@@ -455,6 +476,7 @@ def fit(
             continues after its last epoch.
 
     Returns:
+        universal_dim=CHGNET_FEATURE_COUNT if config.structure_features == "chgnet" else 0,
         A :class:`FitResult` whose model holds the best-validation weights.
 
     Raises:
@@ -565,6 +587,7 @@ def fit(
         if not stop and patience is not None and epoch - result.best_epoch >= patience:
             result.stopped_by = "early_stopping"
         if checkpoint_path is not None:
+    graph_options["structure_features"] = config.structure_features == "chgnet"
             _write_checkpoint(
                 checkpoint_path, model, optimizer, scheduler, epoch, best_state, result, config, normalizer
             )
@@ -575,6 +598,8 @@ def fit(
     model.eval()
     return result
 
+    if config.structure_features == "chgnet":
+        model.set_universal_normalization(*train_set.universal_feature_stats())
 
 def _write_checkpoint(
     path: str | Path,

@@ -36,7 +36,7 @@ def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]
     Raises:
         StructureError: the CIF cannot be used (its ``reason`` says why).
     """
-    from cosnet_core.structure import load_structure, structure_hash
+    from cosnet_core.structure import load_structure, structure_hash, volume_per_atom
 
     if "\n" not in text:
         text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here
@@ -57,7 +57,7 @@ def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]
         },
         "spacegroup_symbol": symbol,
         "spacegroup_number": number,
-        "volume_per_atom": float(structure.volume / len(structure)),
+        "volume_per_atom": volume_per_atom(structure),
         "density": float(structure.density),
         "is_ordered": bool(structure.is_ordered),
         "pymatgen_json": structure.to_json(),

@@ -76,7 +76,8 @@ class UploadedStructure:
         fractions: ``{element: atomic fraction}`` of the structure's composition.
         spacegroup_symbol: Hermann-Mauguin symbol, if symmetry analysis worked.
         spacegroup_number: international number, if symmetry analysis worked.
-        volume_per_atom: cell volume divided by the number of sites (Å³).
+        volume_per_atom: V_a, the cell volume divided by the occupancy-weighted number of atoms (Å³;
+            :func:`cosnet_core.structure.volume_per_atom`).
         density: g/cm³.
         is_ordered: whether every site holds one species at full occupancy.
         pymatgen_json: ``Structure.to_json()``.

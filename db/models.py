@@ -139,6 +139,7 @@ class Structure(Base):
     spacegroup_symbol: Mapped[str | None] = mapped_column(String(40))
     spacegroup_number: Mapped[int | None] = mapped_column(Integer)
     nsites: Mapped[int] = mapped_column(Integer)
+    # V_a: cell volume / occupancy-weighted number of atoms (cosnet_core.structure.volume_per_atom; migration 0004)
     volume_per_atom: Mapped[float | None] = mapped_column(Float)
     density: Mapped[float | None] = mapped_column(Float)
     is_ordered: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -197,6 +197,8 @@ def state_counts(url: str | None, version_id: int) -> dict[str, int]:
 
 def _structure_fields(candidate: StructureCandidate) -> dict[str, Any]:
     """Column values of a ``Structure`` row for a candidate (parses its CIF if needed)."""
+    from cosnet_core.structure import volume_per_atom
+
     structure = candidate.get_structure()
     composition = structure.composition
     nsites = len(structure)
@@ -212,7 +214,7 @@ def _structure_fields(candidate: StructureCandidate) -> dict[str, Any]:
         "spacegroup_symbol": candidate.spacegroup_symbol,
         "spacegroup_number": candidate.spacegroup_number,
         "nsites": nsites,
-        "volume_per_atom": float(structure.volume) / nsites if nsites else None,
+        "volume_per_atom": volume_per_atom(structure) if nsites else None,
         "density": density,
         "is_ordered": bool(structure.is_ordered),
         "theoretical": candidate.theoretical,

@@ -41,6 +41,7 @@ TRAIN_FIELDS = (
     "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
     "head_hidden", "weight_hidden", "radius", "max_neighbors", "descriptors", "init_from",
     "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features",
+    "structure_features",
 )
 #: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
 #: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the

@@ -29,6 +29,10 @@ SPLIT_LABELS = {
     "grouped": "Grouped by composition 60/20/20 (recommended when compositions repeat)",
     "column": "The split column of the dataset",
 }
+STRUCTURE_FEATURE_LABELS = {
+    "none": "None: the crystal graph and cell descriptors only (the paper)",
+    "chgnet": "CHGNet crystal features beside S (a pretrained universal potential)",
+}
 DESCRIPTOR_LABELS = {
     "none": "None: the learned element embedding only (the paper)",
     "magpie": "Magpie statistics of the composition beside C",
@@ -212,6 +216,16 @@ with st.expander("Hyper-parameters (from the preset)"):
     fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(PRESET["fusion"]))
     weight = h2.selectbox(
         "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(PRESET["weight"])
+structure_feature_choices = list(STRUCTURE_FEATURE_LABELS)
+structure_features = st.selectbox(
+    "Structure features", structure_feature_choices,
+    index=structure_feature_choices.index(PRESET["structure_features"]),
+    format_func=STRUCTURE_FEATURE_LABELS.__getitem__,
+    help="The 64 crystal features of CHGNet (pretrained on ~1.5 million Materials Project calculations, shipped "
+    "with the chgnet package) fed to the structure side next to g_S's S; used only by bimodal modes. Disordered "
+    "sites are given their majority species for CHGNet. Featurising takes about a second per 100-site cell, once.",
+)
+
     )
     batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(PRESET["batch_size"]))
     hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(PRESET["hidden_dim"]))
@@ -283,6 +297,7 @@ if active and jobs.executor_status() is None:
     jobs.ensure_executor()  # e.g. after a restart of the computer: the executor resumes what was running
 
 
+            "structure_features": structure_features,
 def _log_tail(path: str | None, lines: int = 40) -> str:
     if not path or not Path(path).is_file():
         return "(no log yet)"

@@ -19,6 +19,12 @@ Domain descriptors (an option beyond the paper, ``descriptor_dim`` > 0): the com
 and everything downstream (eqs. (3)–(10)) is unchanged: C is still the composition-side vector, w_C still weighs
 it against S, and w_C = 1 exactly without a structure.
 
+Universal structure features (an option beyond the paper, ``universal_dim`` > 0), the same construction on the
+structure side:
+
+    U = MLP_U(clip((u − μ_u) / σ_u, ±6))         u = CHGNet crystal features of s (:mod:`cosnet_core.universal`)
+    S = W_u (g_S(s) ⊕ U)                         computed only for rows with a structure, as S always is
+
 The weights are scalars ([B]) or vectors of C's width ([B, h]) (``weight`` = "scalar" or "vector").
 Rows without a structure never run g_S or MLP_S^w: S and w'_S are exact zeros there, so w_C = w'_C / w'_C = 1
 exactly and M = C exactly. A constant 1e-6 is added to w'_C so that it can never underflow to zero (0/0).
@@ -128,6 +134,7 @@ class CosNetConfig:
         head: "mlp" (default) or "authors" (:data:`HEADS`).
         weight_hidden: hidden widths of MLP_C^w and MLP_S^w (eqs. (4), (5)).
         descriptor_dim: number of composition descriptors fed next to g_C's output (0 = none, the paper).
+        universal_dim: number of pretrained structure features fed next to g_S's output (0 = none, the paper).
     """
 
     element_dim: int
@@ -147,6 +154,7 @@ class CosNetConfig:
     head: str = "mlp"
     weight_hidden: tuple[int, ...] = (64, 32)
     descriptor_dim: int = 0
+    universal_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -154,8 +162,10 @@ class CosNetConfig:
         if self.roost_power_init not in POWER_INITS:
             raise ValueError(f"roost_power_init must be one of {', '.join(POWER_INITS)}, got {self.roost_power_init!r}")
         self.cell_dim = len(cell_feature_names(self.cell_features))
-        if self.descriptor_dim < 0:
-            raise ValueError(f"descriptor_dim must be ≥ 0, got {self.descriptor_dim}")
+        if self.descriptor_dim < 0 or self.universal_dim < 0:
+            raise ValueError(
+                f"descriptor_dim and universal_dim must be ≥ 0, got {self.descriptor_dim}, {self.universal_dim}"
+            )
         if self.fusion not in ("sum", "concat"):
             raise ValueError(f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
         if self.weight not in ("scalar", "vector"):
@@ -284,6 +294,22 @@ class CosNet(nn.Module):
             self.descriptor_merge = nn.Linear(2 * h, h)
             self.register_buffer("descriptor_mean", torch.zeros(config.descriptor_dim))
             self.register_buffer("descriptor_std", torch.ones(config.descriptor_dim))
+        if config.universal_dim:
+            self.universal_encoder = normalised_mlp(config.universal_dim, (h,), h)
+            self.universal_merge = nn.Linear(2 * h, h)
+            self.register_buffer("universal_mean", torch.zeros(config.universal_dim))
+            self.register_buffer("universal_std", torch.ones(config.universal_dim))
+
+    def set_universal_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the statistics that standardise the pretrained structure features (saved in the state_dict).
+
+        Args:
+            mean: ``[universal_dim]`` (from the training rows with a structure).
+            std: ``[universal_dim]``, positive.
+        """
+        if not self.config.universal_dim:
+            raise ValueError("this model takes no universal structure features")
+        self._store_statistics("universal", mean, std)
 
     def set_descriptor_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the statistics that standardise the composition descriptors (saved in the state_dict).
@@ -351,6 +377,14 @@ class CosNet(nn.Module):
             cell = select_cell_features(batch.structure.cell, self.config.cell_features)
             cell = (cell - self.cell_mean) / self.cell_std
             encoded = self.structure_encoder(batch.structure, cell)
+            if self.config.universal_dim:
+                universal = getattr(batch.structure, "universal", None)
+                if universal is None:
+                    raise ValueError("this model needs CHGNet structure features, but the batch has none")
+                scaled = ((universal - self.universal_mean) / self.universal_std).clamp(
+                    -STANDARDIZED_CLIP, STANDARDIZED_CLIP
+                )
+                encoded = self.universal_merge(torch.cat([encoded, self.universal_encoder(scaled)], dim=1))
             structure_repr = structure_repr.index_copy(0, batch.structure_rows, encoded)
         return structure_repr
 
