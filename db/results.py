@@ -16,6 +16,7 @@ from db.models import (
     DatasetVersion,
     Entry,
     EpochMetric,
+    Job,
     ModelArtifact,
     Prediction,
     Run,
@@ -42,11 +43,49 @@ class StudyInfo:
     created_at: Any
     finished_at: Any
     target_label: str = "target"
+    dataset_id: int | None = None
 
     @property
     def label(self) -> str:
         """How the study is named in a picker."""
         return f"#{self.id} {self.name} · {self.dataset} v{self.dataset_version} · {self.status}"
+
+
+def study_status(study_status: str, job_status: str | None, cancel_requested: bool | None) -> str:
+    """What a study is doing now, from its own row and its coordinating job's.
+
+    The study row says "running" until its job has wound up; the job knows earlier: a cancel request makes it
+    "cancelling", and a job that ended (cancelled, or failed when its worker died) ends the study too. A cancelled
+    study is therefore never shown as running or in progress.
+    """
+    active = ("queued", "running")
+    if study_status in active and job_status in ("succeeded", "failed", "cancelled"):
+        return job_status
+    if study_status in active and cancel_requested:
+        return "cancelling"
+    return study_status
+
+
+def preferred_study(studies: list[StudyInfo], version_id: int | None, dataset_id: int | None) -> StudyInfo | None:
+    """The study the Results page opens on: the latest finished (succeeded) study of the active dataset version,
+    else of the active dataset; without one, the latest study of that version or dataset; without any study on
+    the active dataset, the latest finished study of all, else the latest study.
+
+    Args:
+        studies: newest first (as :func:`list_studies` returns them).
+        version_id: the active dataset version (None when none is chosen).
+        dataset_id: its dataset.
+
+    Returns:
+        A study of ``studies``, or None when it is empty.
+    """
+    on_version = [s for s in studies if version_id is not None and s.dataset_version_id == version_id]
+    on_dataset = [s for s in studies if dataset_id is not None and s.dataset_id == dataset_id]
+    order = (
+        [s for s in on_version if s.status == "succeeded"] + [s for s in on_dataset if s.status == "succeeded"]
+        + on_version + on_dataset + [s for s in studies if s.status == "succeeded"] + studies
+    )
+    return order[0] if order else None
 
 
 def target_label(version: DatasetVersion) -> str:
@@ -64,9 +103,10 @@ def list_studies(
     """Studies the user may see (on their own or the lab's shared datasets), newest first; only those on
     ``version_id`` when given."""
     query = (
-        select(Study, Dataset.name, DatasetVersion)
+        select(Study, Dataset.name, DatasetVersion, Job.status, Job.cancel_requested)
         .join(DatasetVersion, Study.dataset_version_id == DatasetVersion.id)
         .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+        .outerjoin(Job, Study.job_id == Job.id)
         .where(visible_to(username, is_admin))
         .order_by(Study.id.desc())
     )
@@ -75,12 +115,14 @@ def list_studies(
     with session_scope(url) as session:
         return [
             StudyInfo(
-                id=study.id, name=study.name, status=study.status, dataset=name, dataset_version=version.number,
+                id=study.id, name=study.name, status=study_status(study.status, job_status, cancel_requested),
+                dataset=name, dataset_version=version.number,
                 dataset_version_id=study.dataset_version_id, modes=list(study.modes), seeds=list(study.seeds),
                 config=dict(study.config), results=dict(study.results), created_by=study.created_by,
                 created_at=study.created_at, finished_at=study.finished_at, target_label=target_label(version),
+                dataset_id=version.dataset_id,
             )
-            for study, name, version in session.execute(query)
+            for study, name, version, job_status, cancel_requested in session.execute(query)
         ]
 
 

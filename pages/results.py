@@ -5,16 +5,28 @@ import streamlit as st
 
 from cosnet_core.exports import safe_to_csv
 from cosnet_core.report import MODE_LABELS, figure2, per_sample, seed_protocol_text, table1
-from db.results import finished_runs, list_studies, study_entries, study_epochs, study_predictions, study_runs
+from db.datasets import get_version
+from db.results import (
+    finished_runs,
+    list_studies,
+    preferred_study,
+    study_entries,
+    study_epochs,
+    study_predictions,
+    study_runs,
+)
 from ui.results_view import (
+    best_epoch_at_end,
     composition_weight_chart,
     figure2_chart,
     parity_chart,
     representations_frame,
     residual_histogram,
+    run_labels,
+    train_longer_hint,
     training_curves,
 )
-from ui.state import database, visibility
+from ui.state import active_version_id, database, visibility
 from ui.text import md_escape
 
 STUDY_KEY = "results_study_id"
@@ -29,10 +41,18 @@ if not studies:
     st.stop()
 
 by_id = {s.id: s for s in studies}
-wanted = st.query_params.get("study") or st.session_state.get(STUDY_KEY)
 ids = list(by_id)
-default = ids.index(int(wanted)) if wanted and str(wanted).isdigit() and int(wanted) in by_id else 0
-study_id = st.selectbox("Study", ids, index=default, format_func=lambda i: by_id[i].label)
+active_version = active_version_id()
+active_info = get_version(url, active_version) if active_version is not None else None
+linked = st.query_params.get("study")
+linked = int(linked) if linked and str(linked).isdigit() else None
+remembered = st.session_state.get(STUDY_KEY)
+if remembered in by_id and active_version is not None and by_id[remembered].dataset_version_id != active_version:
+    remembered = None  # another dataset version was chosen in the sidebar since: open on one of its studies
+wanted = next((i for i in (linked, remembered) if i in by_id), None)
+if wanted is None:  # the active dataset's latest finished study
+    wanted = preferred_study(studies, active_version, active_info.dataset_id if active_info else None).id
+study_id = st.selectbox("Study", ids, index=ids.index(wanted), format_func=lambda i: by_id[i].label)
 st.session_state[STUDY_KEY] = study_id
 study = by_id[study_id]
 st.caption(
@@ -50,7 +70,11 @@ def _load(study_id: int, n_finished: int, db_url: str, owner: str = "", created:
 
 predictions, entries, epochs, runs = _load(study_id, finished_runs(study_id, url), url, study.created_by, study.created_at)  # new finished runs show up while the study goes on
 if predictions.empty:
-    st.info("No run of this study has finished yet. Progress is shown on the Training page.")
+    if study.status in ("queued", "running"):
+        st.info("No run of this study has finished yet. Progress is shown on the Training page.")
+    else:  # cancelled, cancelling or failed: never "in progress"
+        st.info(f"This study is {study.status} and no run of it finished, so it has no results. Its runs and logs "
+                "are on the Training page.")
     st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
     st.stop()
 target = study.target_label
@@ -103,8 +127,9 @@ left, right = st.columns(2)
 if shown.empty:
     st.info("No row matches these filters.")
 else:
-    left.altair_chart(parity_chart(shown, target), width="stretch")
-    left.caption("Points near the dashed line are well predicted; compare red (with structure) and blue points.")
+    left.altair_chart(parity_chart(shown, target), width="content")  # square: one scale on both axes
+    left.caption("Points near the dashed line (y = x) are well predicted; compare red (with structure) and blue "
+                 "points.")
     right.altair_chart(residual_histogram(shown, target), width="stretch")
     right.caption("A narrow histogram centred on zero means small, unbiased errors.")
 
@@ -163,6 +188,10 @@ st.header("Training curves and provenance")
 if not epochs.empty:
     st.altair_chart(training_curves(epochs, target), width="stretch")
     st.caption("The checkpoint kept for each run is its epoch with the lowest validation MAE.")
+    hint = train_longer_hint(best_epoch_at_end(epochs.assign(run=run_labels(epochs)),
+                                               set(runs.loc[runs["status"] == "succeeded", "run"])))
+    if hint:
+        st.info(hint, icon=":material/trending_down:")
 st.dataframe(runs.drop(columns=["hyper-parameters", "artifact", "representations"]), hide_index=True)
 with st.expander("Hyper-parameters of each run"):
     for record in runs.itertuples():

@@ -5,7 +5,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -16,6 +15,7 @@ from db.access import AccessDenied, may_change
 from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
 from ui.auth import current_actor
+from ui.results_view import best_epoch_at_end, epoch_curves, train_longer_hint
 from ui.state import active_version_id, database
 from ui.text import md_escape
 
@@ -315,28 +315,16 @@ def _curves(runs: list[dict], target_unit: str) -> None:
         for r in runs
     }
     metrics["run"] = metrics["run_id"].map(labels)
-    val_chart = (
-        alt.Chart(metrics, title="Validation MAE per epoch")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("epoch:Q", title="Epoch"),
-            y=alt.Y("val_mae:Q", title=f"Validation MAE ({target_unit})"),
-            color=alt.Color("run:N", title="Run"),
-            tooltip=["run", "epoch", "val_mae", "train_loss", "seconds"],
-        )
-    )
-    loss_chart = (
-        alt.Chart(metrics[metrics["train_loss"] < float("inf")], title="Training loss per epoch")
-        .mark_line()
-        .encode(
-            x=alt.X("epoch:Q", title="Epoch"),
-            y=alt.Y("train_loss:Q", title="Training loss (L1 on the standardised target, unitless)"),
-            color=alt.Color("run:N", title="Run"),
-        )
-    )
+    val_chart = epoch_curves(metrics, "val_mae", "Validation MAE per epoch", f"Validation MAE ({target_unit})",
+                             points=True)
+    loss_chart = epoch_curves(metrics[metrics["train_loss"] < float("inf")], "train_loss", "Training loss per epoch",
+                              "Training loss (standardised target)")
     left_chart, right_chart = st.columns(2)
     left_chart.altair_chart(val_chart, width="stretch")
     right_chart.altair_chart(loss_chart, width="stretch")
+    hint = train_longer_hint(best_epoch_at_end(metrics, {r["id"] for r in runs if r["state"] == "succeeded"}))
+    if hint:
+        st.info(hint, icon=":material/trending_down:")
     st.caption(
         "Look for a validation MAE that falls and then flattens; one that rises while the training loss keeps "
         "falling means over-fitting (the best-validation epoch is kept anyway)."

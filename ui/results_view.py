@@ -17,14 +17,15 @@ def _structure_label(frame: pd.DataFrame) -> pd.Series:
 def parity_chart(samples: pd.DataFrame, target_label: str) -> alt.LayerChart:
     """Predicted against measured values, coloured by whether the row has a structure, with the y = x line."""
     data = samples.assign(structure=_structure_label(samples))
-    low = float(min(data["target"].min(), data["prediction"].min()))
-    high = float(max(data["target"].max(), data["prediction"].max()))
+    low, high = parity_domain(data)
+    x_axis = {"title": f"Measured {target_label}", "scale": alt.Scale(domain=[low, high], nice=False)}
+    y_axis = {"title": f"Predicted {target_label}", "scale": alt.Scale(domain=[low, high], nice=False)}
     points = (
         alt.Chart(data)
         .mark_circle(size=40, opacity=0.7)
         .encode(
-            x=alt.X("target:Q", title=f"Measured {target_label}", scale=alt.Scale(domain=[low, high])),
-            y=alt.Y("prediction:Q", title=f"Predicted {target_label}", scale=alt.Scale(domain=[low, high])),
+            x=alt.X("target:Q", **x_axis),
+            y=alt.Y("prediction:Q", **y_axis),
             color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
             tooltip=[
                 alt.Tooltip("formula:N", title="formula"),
@@ -38,9 +39,85 @@ def parity_chart(samples: pd.DataFrame, target_label: str) -> alt.LayerChart:
         )
     )
     diagonal = alt.Chart(pd.DataFrame({"v": [low, high]})).mark_line(color="grey", strokeDash=[4, 4]).encode(
-        x="v:Q", y="v:Q"
+        x=alt.X("v:Q", **x_axis), y=alt.Y("v:Q", **y_axis)
     )
-    return (diagonal + points).properties(title="Parity plot: predicted vs measured", height=420)
+    return (diagonal + points).properties(
+        title="Parity plot: predicted vs measured (dashed: y = x)", width=PARITY_SIZE, height=PARITY_SIZE
+    )
+
+
+#: Width and height of the parity plot in pixels: a square with one domain on both axes, so y = x is the diagonal.
+PARITY_SIZE = 420
+
+
+def parity_domain(data: pd.DataFrame) -> tuple[float, float]:
+    """One axis range for measured and predicted values: both extremes, padded by 5 % (at least 0.5 when all values
+    are equal), so no point sits on the frame."""
+    low = float(min(data["target"].min(), data["prediction"].min()))
+    high = float(max(data["target"].max(), data["prediction"].max()))
+    pad = 0.05 * (high - low) or 0.5
+    return low - pad, high + pad
+
+
+#: Height of every per-epoch chart: with the legend below the plot, the plot area keeps this height at any width.
+CURVE_HEIGHT = 320
+
+
+def epoch_curves(data: pd.DataFrame, field: str, title: str, y_title: str, *, points: bool = False) -> alt.Chart:
+    """One line per run (column ``run``) of ``field`` against ``epoch``.
+
+    Readable in a half-width column at 1400×1000: a fixed height, the legend below the plot (long run names at the
+    side squeezed the plot area to a line) and a short y title (a long one was cut).
+    """
+    return (
+        alt.Chart(data, title=title)
+        .mark_line(point=points)
+        .encode(
+            x=alt.X("epoch:Q", title="Epoch"),
+            y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(zero=False)),
+            color=alt.Color("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=2, labelLimit=320)),
+            tooltip=["run", "epoch", alt.Tooltip("val_mae:Q", format=".4g"), alt.Tooltip("train_loss:Q", format=".4g")],
+        )
+        .properties(height=CURVE_HEIGHT)
+    )
+
+
+def best_epoch_at_end(epochs: pd.DataFrame, finished_run_ids: set[int] | None = None) -> pd.DataFrame:
+    """Runs whose lowest validation MAE came at their last epoch: they were still improving, so training longer
+    may help (the kept checkpoint is the best-validation epoch, here the last one).
+
+    Args:
+        epochs: per-epoch rows with ``run_id``, ``epoch`` and ``val_mae`` (and ``run``, a label, when present).
+        finished_run_ids: only these runs (a running run's best epoch is often its latest; None: every run).
+
+    Returns:
+        One row per such run: ``run_id``, ``run`` (label), ``best_epoch`` (= its last epoch); runs of one epoch
+        are left out.
+    """
+    columns = ["run_id", "run", "best_epoch"]
+    if epochs.empty:
+        return pd.DataFrame(columns=columns)
+    data = epochs if finished_run_ids is None else epochs[epochs["run_id"].isin(finished_run_ids)]
+    data = data.dropna(subset=["val_mae"])
+    rows = []
+    for run_id, curve in data.groupby("run_id", sort=True):
+        last = int(curve["epoch"].max())
+        best = int(curve.loc[curve["val_mae"].idxmin(), "epoch"])
+        if last > 1 and best == last:
+            rows.append({"run_id": run_id, "run": curve["run"].iloc[0] if "run" in curve else f"run {run_id}",
+                         "best_epoch": best})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def train_longer_hint(still_improving: pd.DataFrame) -> str | None:
+    """The "train longer" sentence for :func:`best_epoch_at_end`'s rows, or None when there are none."""
+    if still_improving.empty:
+        return None
+    names = ", ".join(f"{r.run} (epoch {r.best_epoch})" for r in still_improving.itertuples())
+    return (
+        f"Best epoch = last epoch for {len(still_improving)} run(s): {names}. The validation error was still "
+        "falling when training stopped; train longer (more epochs) and compare."
+    )
 
 
 def residual_histogram(samples: pd.DataFrame, target_label: str) -> alt.Chart:
@@ -73,19 +150,16 @@ def composition_weight_chart(weights: pd.DataFrame) -> alt.Chart:
     )
 
 
+def run_labels(epochs: pd.DataFrame) -> pd.Series:
+    """``mode · seed N`` per row of a study's epochs."""
+    return epochs["mode"] + " · seed " + epochs["seed"].astype(str)
+
+
 def training_curves(epochs: pd.DataFrame, target_label: str) -> alt.Chart:
     """Validation MAE per epoch, one line per run."""
-    data = epochs.assign(run=epochs["mode"] + " · seed " + epochs["seed"].astype(str))
-    return (
-        alt.Chart(data)
-        .mark_line()
-        .encode(
-            x=alt.X("epoch:Q", title="Epoch"),
-            y=alt.Y("val_mae:Q", title=f"Validation MAE ({target_label})"),
-            color=alt.Color("run:N", title="Run"),
-            tooltip=["run", "epoch", alt.Tooltip("val_mae:Q", format=".3f"), alt.Tooltip("train_loss:Q", format=".3f")],
-        )
-        .properties(title="Training curves: validation MAE per epoch", height=260)
+    return epoch_curves(
+        epochs.assign(run=run_labels(epochs)), "val_mae", "Training curves: validation MAE per epoch",
+        f"Validation MAE ({target_label})",
     )
 
 
