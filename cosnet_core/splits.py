@@ -327,3 +327,107 @@ def _collect(samples: Sequence[S], part: np.ndarray) -> Split:
     for sample, name in zip(samples, part, strict=True):
         getattr(split, name).append(sample)
     return split
+
+
+#: Fewest validation rows a study may select its best epoch on (the page's 10-row minimum gives 2 with 20 %).
+MIN_VALIDATION_ROWS = 2
+
+
+@dataclass
+class PlannedRow:
+    """What a split needs to know of a row before a study is launched (no structure is parsed).
+
+    Attributes:
+        id: the row id.
+        composition: its composition (grouped splits key on it).
+        split: the user's split label, or None.
+        has_structure: whether it has an accepted structure.
+    """
+
+    id: str
+    composition: Composition
+    split: str | None
+    has_structure: bool
+
+
+def validation_source(method: str, rows: Sequence[PlannedRow], fractions: Sequence[float] = PAPER_FRACTIONS,
+                      protocol: str = DEFAULT_SEED_PROTOCOL) -> str:
+    """One sentence for the Training page: where a study's validation rows come from (:func:`split_for_seed`)."""
+    f_train, f_val, f_test = (float(f) for f in fractions)
+    share = f_val / (f_train + f_val) if f_train + f_val > 0 else 0.0
+    if method == "column":
+        n_val = sum(_LABELS.get(str(r.split or "").strip().lower()) == "val" for r in rows)
+        if n_val:
+            return f"validation: the {n_val} row(s) labelled 'val' in the split column (the same for every seed)"
+        return (f"validation: the split column labels no row 'val', so each seed moves {share:.0%} of the 'train' "
+                "rows (grouped by composition, with its own seed) to validation")
+    how = "grouped by composition" if method == "grouped" else "at random"
+    if protocol == "resplit":
+        return f"validation: each seed draws its own {f_val:.0%} of the rows ({how}), with its test rows"
+    return (f"validation: the test rows ({f_test:.0%}) are drawn once and shared by every seed; each seed then draws "
+            f"its own validation rows, {share:.0%} of the other rows ({how})")
+
+
+def plan_problems(
+    rows: Sequence[PlannedRow],
+    method: str,
+    *,
+    seeds: Sequence[int] = (0,),
+    fractions: Sequence[float] = PAPER_FRACTIONS,
+    bimodal: bool = False,
+    split_seed: int = 0,
+    protocol: str = DEFAULT_SEED_PROTOCOL,
+) -> list[str]:
+    """Why a study's split cannot work, found before launch by drawing the split of every seed as the runs will.
+
+    Args:
+        rows: the rows the study would train on.
+        method: "random", "grouped" or "column".
+        seeds: the study's seeds.
+        fractions: train, validation and test shares.
+        bimodal: whether a bimodal mode is chosen (its test rows then need structures, or "with structure" is empty).
+        split_seed: the seed of the shared test rows.
+        protocol: the seed protocol.
+
+    Returns:
+        One sentence per problem (empty when the split is usable): a split column without 'train' rows or with an
+        unknown label, fewer than 2 training, :data:`MIN_VALIDATION_ROWS` validation or 1 test row(s) for a seed,
+        or, for a bimodal study on a split column, no test row with a structure while other rows have one (the user's
+        labels can be changed; a drawn split gets a warning instead, :func:`bare_test_rows`).
+    """
+    problems: list[str] = []
+    for seed in seeds:
+        try:
+            split = split_for_seed(list(rows), method, split_seed=split_seed, seed=int(seed), fractions=fractions,
+                                   protocol=protocol)
+        except SplitError as error:
+            return [f"the {method} split cannot be made: {error}"]
+        n_train, n_val, n_test = split.sizes()
+        if n_train < 2:
+            problems.append(f"seed {seed}: the {method} split leaves {n_train} training row(s); at least 2 are needed")
+        if n_val < MIN_VALIDATION_ROWS:
+            problems.append(f"seed {seed}: the {method} split leaves {n_val} validation row(s); at least "
+                            f"{MIN_VALIDATION_ROWS} are needed to choose the best epoch")
+        if n_test < 1:
+            problems.append(f"seed {seed}: the {method} split leaves no test row, so nothing would be scored")
+        if problems:
+            return problems
+        if (bimodal and method == "column" and any(r.has_structure for r in rows)
+                and not any(r.has_structure for r in split.test)):
+            return [f"no test row of the column split has a structure ({n_test} test rows): a bimodal study could "
+                    "not be scored on rows with a structure; label some rows with a structure 'test', accept "
+                    "structures for test rows, or train the composition mode only"]
+    return problems
+
+
+def bare_test_rows(rows: Sequence[PlannedRow], method: str, *, fractions: Sequence[float] = PAPER_FRACTIONS,
+                                split_seed: int = 0) -> int | None:
+    """The number of test rows of a random or grouped split when none of them has a structure while other rows do
+    (a bimodal study would then be scored on compositions only), else None."""
+    if method == "column" or not any(r.has_structure for r in rows):
+        return None
+    try:
+        test = split_for_seed(list(rows), method, split_seed=split_seed, seed=0, fractions=fractions).test
+    except SplitError:
+        return None
+    return None if any(r.has_structure for r in test) else len(test)

@@ -10,7 +10,13 @@ import streamlit as st
 
 import jobs
 from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, DEFAULTS, PRESETS, SEARCH_SPACE
-from cosnet_core.splits import recommended_split
+from cosnet_core.splits import (
+    PlannedRow,
+    bare_test_rows,
+    plan_problems,
+    recommended_split,
+    validation_source,
+)
 from db.access import AccessDenied, may_change
 from jobs import store
 from jobs.training import MODES, estimate_study_seconds, format_duration
@@ -98,6 +104,21 @@ def _shipped_encoders() -> list[str]:
         return []
 
 
+def _planned_rows(version_id: int) -> list[PlannedRow]:
+    """The active version's trainable rows as the split sees them (composition, label, structure or not)."""
+    from cosnet_core.composition import FormulaError, parse_formula
+
+    planned = []
+    for row in store.version_rows(url, version_id):
+        try:
+            composition = parse_formula(row["composition"] or row["raw_formula"])
+        except FormulaError:
+            continue  # the run names it; the split does not depend on it
+        planned.append(PlannedRow(id=str(row["entry_id"]), composition=composition, split=row["split"],
+                                  has_structure=row["structure_id"] is not None))
+    return planned
+
+
 def _parallel_runs() -> int:
     status = jobs.executor_status() or {}
     cpus = (status.get("resources") or {}).get("CPU") or os.cpu_count() or 1
@@ -152,6 +173,16 @@ if split_method == "column" and counts["with_split"] == 0:
     problems.append("the dataset has no split column (no row is labelled train/val/test)")
 if not modes:
     problems.append("choose at least one mode")
+elif counts["rows"] >= 10 and not (split_method == "column" and counts["with_split"] == 0):
+    # the split of every seed, drawn as the runs will draw it: refused here, not after a run fails
+    planned = _planned_rows(version_id)
+    problems += plan_problems(planned, split_method, seeds=range(int(n_seeds)),
+                              fractions=DEFAULTS["split_fractions"], bimodal=any(m != "composition" for m in modes))
+    right.caption(validation_source(split_method, planned, DEFAULTS["split_fractions"]).capitalize() + ".")
+    n_bare_test = bare_test_rows(planned, split_method, fractions=DEFAULTS["split_fractions"])
+    if n_bare_test and any(m != "composition" for m in modes):
+        st.warning(f"None of the {n_bare_test} test rows of this {split_method} split has a structure: the bimodal "
+                   "modes will be scored on compositions only (accept more structures to compare the modes).")
 if counts["with_structure"] == 0 and any(m != "composition" for m in modes):
     st.warning("No row has an accepted structure yet: the bimodal modes would train on compositions only.")
 
@@ -195,6 +226,16 @@ init_from = composition_side[1].selectbox(
     "fine-tuned on this dataset.",
 )
 
+structure_feature_choices = list(STRUCTURE_FEATURE_LABELS)
+structure_features = st.selectbox(
+    "Structure features", structure_feature_choices,
+    index=structure_feature_choices.index(PRESET["structure_features"]),
+    format_func=STRUCTURE_FEATURE_LABELS.__getitem__,
+    help="The 64 crystal features of CHGNet (pretrained on ~1.5 million Materials Project calculations, shipped "
+    "with the chgnet package) fed to the structure side next to g_S's S; used only by bimodal modes. Disordered "
+    "sites are given their majority species for CHGNet. Featurising takes about a second per 100-site cell, once.",
+)
+
 with st.expander("Hyper-parameters (from the preset)"):
     st.caption(
         "The project defaults follow the authors' code (Adamax, 64-wide encoders, batch 128), except weight decay 1e-4 and decay "
@@ -216,16 +257,6 @@ with st.expander("Hyper-parameters (from the preset)"):
     fusion = h1.selectbox("Fusion", SEARCH_SPACE["fusion"], index=SEARCH_SPACE["fusion"].index(PRESET["fusion"]))
     weight = h2.selectbox(
         "Modality weight", SEARCH_SPACE["weight"], index=SEARCH_SPACE["weight"].index(PRESET["weight"])
-structure_feature_choices = list(STRUCTURE_FEATURE_LABELS)
-structure_features = st.selectbox(
-    "Structure features", structure_feature_choices,
-    index=structure_feature_choices.index(PRESET["structure_features"]),
-    format_func=STRUCTURE_FEATURE_LABELS.__getitem__,
-    help="The 64 crystal features of CHGNet (pretrained on ~1.5 million Materials Project calculations, shipped "
-    "with the chgnet package) fed to the structure side next to g_S's S; used only by bimodal modes. Disordered "
-    "sites are given their majority species for CHGNet. Featurising takes about a second per 100-site cell, once.",
-)
-
     )
     batch_size = h3.number_input("Batch size", min_value=2, max_value=4096, value=int(PRESET["batch_size"]))
     hidden_dim = h1.number_input("Encoder width", min_value=4, max_value=512, value=int(PRESET["hidden_dim"]))
@@ -276,6 +307,7 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
             "epochs": int(epochs), "lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay, "fusion": fusion,
             "weight": weight, "batch_size": int(batch_size), "hidden_dim": int(hidden_dim),
             "descriptors": descriptors, "init_from": None if init_from == "none" else init_from,
+            "structure_features": structure_features,
         },
         "structure_fractions": FIGURE2_KEPT if figure2 else [],
         "search": {"enabled": bool(search), "num_samples": int(trials), "epochs": search_epochs},
@@ -297,7 +329,6 @@ if active and jobs.executor_status() is None:
     jobs.ensure_executor()  # e.g. after a restart of the computer: the executor resumes what was running
 
 
-            "structure_features": structure_features,
 def _log_tail(path: str | None, lines: int = 40) -> str:
     if not path or not Path(path).is_file():
         return "(no log yet)"
