@@ -200,6 +200,9 @@ class BimodalDataset(Dataset):
         max_neighbors: neighbours per site.
         max_sites: largest accepted number of sites per structure.
         descriptors: also compute the Magpie statistics of every composition (``TrainConfig.descriptors``).
+        structure_features: also attach CHGNet crystal features to every crystal graph as ``universal``
+            ``[1, 64]`` (``TrainConfig.structure_features = "chgnet"``, :mod:`cosnet_core.universal`); they are
+            cached beside the graph cache when one is given.
 
     Raises:
         FormulaError: a composition cannot be featurized (the reason names the row id).
@@ -216,6 +219,7 @@ class BimodalDataset(Dataset):
         max_neighbors: int = DEFAULT_MAX_NEIGHBORS,
         max_sites: int = DEFAULT_MAX_SITES,
         descriptors: bool = False,
+        structure_features: bool = False,
     ) -> None:
         self.samples = list(samples)
         self.embedding = embedding
@@ -238,9 +242,6 @@ class BimodalDataset(Dataset):
                     if digest not in crystal_graphs:
                         settings = {"radius": radius, "max_neighbors": max_neighbors, "max_sites": max_sites}
                         crystal_graphs[digest] = (
-        structure_features: also attach CHGNet crystal features to every crystal graph as ``universal``
-            ``[1, 64]`` (``TrainConfig.structure_features = "chgnet"``, :mod:`cosnet_core.universal`); they are
-            cached beside the graph cache when one is given.
                             cache.get_or_build(sample.structure, embedding, **settings)
                             if cache is not None
                             else crystal_graph(sample.structure, embedding, **settings)
@@ -257,7 +258,28 @@ class BimodalDataset(Dataset):
             features = torch.from_numpy(magpie_features([s.composition for s in self.samples])).to(torch.float32)
             for item, row in zip(self.items, features, strict=True):
                 item.descriptors = row
-        structure_features: bool = False,
+        if structure_features and crystal_graphs:
+            self._attach_universal_features(crystal_graphs, cache)
+
+    def _attach_universal_features(self, crystal_graphs: dict[str, Data], cache: GraphCache | None) -> None:
+        """Set ``graph.universal`` (CHGNet crystal features, ``[1, 64]``) on every crystal graph."""
+        from cosnet_core.universal import UniversalFeatureError, chgnet_features
+
+        structures = {}
+        for sample in self.samples:
+            if sample.structure is not None:
+                structures.setdefault(structure_hash(sample.structure), sample)
+        digests = list(crystal_graphs)
+        try:
+            features = chgnet_features(
+                [structures[d].structure for d in digests],
+                cache_dir=None if cache is None else cache.directory,
+                hashes=digests,
+            )
+        except UniversalFeatureError as error:
+            raise StructureError("CHGNet features", str(error)) from error
+        for digest, row in zip(digests, features, strict=True):
+            crystal_graphs[digest].universal = torch.from_numpy(row)[None, :]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -291,6 +313,27 @@ class BimodalDataset(Dataset):
         return mean.to(torch.float32), std.to(torch.float32)
 
 
+    def universal_feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of the CHGNet crystal features over the rows that have a structure.
+
+        Returns:
+            ``(mean, std)``, float32 ``[64]``; std as in :func:`cosnet_core.descriptors.standardization`; zeros and
+            ones without any structure.
+
+        Raises:
+            ValueError: the dataset was built without structure features.
+        """
+        from cosnet_core.descriptors import standardization
+        from cosnet_core.universal import CHGNET_FEATURE_COUNT
+
+        graphs = [item.structure for item in self.items if item.structure is not None]
+        if not graphs:
+            return torch.zeros(CHGNET_FEATURE_COUNT), torch.ones(CHGNET_FEATURE_COUNT)
+        if any(getattr(graph, "universal", None) is None for graph in graphs):
+            raise ValueError("this dataset was built without structure features")
+        mean, std = standardization(torch.cat([graph.universal for graph in graphs]).double().numpy())
+        return torch.from_numpy(mean).to(torch.float32), torch.from_numpy(std).to(torch.float32)
+
     def descriptor_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of the raw composition descriptors over every row (training split).
 
@@ -298,28 +341,6 @@ class BimodalDataset(Dataset):
             ``(mean, std)``, float32 ``[d]``; std floored at 1e-6 (a constant column maps to 0).
 
         Raises:
-        if structure_features and crystal_graphs:
-            self._attach_universal_features(crystal_graphs, cache)
-
-    def _attach_universal_features(self, crystal_graphs: dict[str, Data], cache: GraphCache | None) -> None:
-        """Set ``graph.universal`` (CHGNet crystal features, ``[1, 64]``) on every crystal graph."""
-        from cosnet_core.universal import UniversalFeatureError, chgnet_features
-
-        structures = {}
-        for sample in self.samples:
-            if sample.structure is not None:
-                structures.setdefault(structure_hash(sample.structure), sample)
-        digests = list(crystal_graphs)
-        try:
-            features = chgnet_features(
-                [structures[d].structure for d in digests],
-                cache_dir=None if cache is None else cache.directory,
-                hashes=digests,
-            )
-        except UniversalFeatureError as error:
-            raise StructureError("CHGNet features", str(error)) from error
-        for digest, row in zip(digests, features, strict=True):
-            crystal_graphs[digest].universal = torch.from_numpy(row)[None, :]
             ValueError: the dataset was built without descriptors.
         """
         from cosnet_core.descriptors import standardization
@@ -349,24 +370,3 @@ def make_loader(
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_bimodal, generator=generator
     )
-    def universal_feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the CHGNet crystal features over the rows that have a structure.
-
-        Returns:
-            ``(mean, std)``, float32 ``[64]``; std as in :func:`cosnet_core.descriptors.standardization`; zeros and
-            ones without any structure.
-
-        Raises:
-            ValueError: the dataset was built without structure features.
-        """
-        from cosnet_core.descriptors import standardization
-        from cosnet_core.universal import CHGNET_FEATURE_COUNT
-
-        graphs = [item.structure for item in self.items if item.structure is not None]
-        if not graphs:
-            return torch.zeros(CHGNET_FEATURE_COUNT), torch.ones(CHGNET_FEATURE_COUNT)
-        if any(getattr(graph, "universal", None) is None for graph in graphs):
-            raise ValueError("this dataset was built without structure features")
-        mean, std = standardization(torch.cat([graph.universal for graph in graphs]).double().numpy())
-        return torch.from_numpy(mean).to(torch.float32), torch.from_numpy(std).to(torch.float32)
-

@@ -383,6 +383,7 @@ def cosnet_config(config: TrainConfig, element_dim: int) -> CosNetConfig:
     """
     from cosnet_core.descriptors import MAGPIE_FEATURE_COUNT
     from cosnet_core.models.cosnet import CosNetConfig
+    from cosnet_core.universal import CHGNET_FEATURE_COUNT
 
     return CosNetConfig(
         element_dim=element_dim,
@@ -400,6 +401,7 @@ def cosnet_config(config: TrainConfig, element_dim: int) -> CosNetConfig:
         head_hidden=tuple(config.head_hidden),
         weight_hidden=tuple(config.weight_hidden),
         descriptor_dim=MAGPIE_FEATURE_COUNT if config.descriptors == "magpie" else 0,
+        universal_dim=CHGNET_FEATURE_COUNT if config.structure_features == "chgnet" else 0,
     )
 
 
@@ -458,7 +460,6 @@ def fit(
     callback: EpochCallback | None = None,
     cache: GraphCache | None = None,
     checkpoint_path: str | Path | None = None,
-    from cosnet_core.universal import CHGNET_FEATURE_COUNT
     resume_from: str | Path | None = None,
 ) -> FitResult:
     """Train COSNet on the training split, selecting the epoch with the lowest validation MAE.
@@ -476,7 +477,6 @@ def fit(
             continues after its last epoch.
 
     Returns:
-        universal_dim=CHGNET_FEATURE_COUNT if config.structure_features == "chgnet" else 0,
         A :class:`FitResult` whose model holds the best-validation weights.
 
     Raises:
@@ -501,6 +501,7 @@ def fit(
     normalizer = TargetNormalizer.fit([s.target for s in train_rows])
     graph_options = {"cache": cache, "radius": config.radius, "max_neighbors": config.max_neighbors}
     graph_options["descriptors"] = config.descriptors == "magpie"
+    graph_options["structure_features"] = config.structure_features == "chgnet"
     train_set = BimodalDataset(train_rows, embedding, **graph_options)
     val_set = BimodalDataset(val_rows, embedding, **graph_options)
     val_loader = make_loader(val_set, batch_size=config.batch_size, shuffle=False, seed=config.seed)
@@ -511,6 +512,8 @@ def fit(
         model.set_cell_normalization(cell_mean, cell_std)
     if config.descriptors == "magpie":
         model.set_descriptor_normalization(*train_set.descriptor_stats())
+    if config.structure_features == "chgnet":
+        model.set_universal_normalization(*train_set.universal_feature_stats())
     if config.init_from:
         from cosnet_core.pretrain import load_encoder_into
 
@@ -587,7 +590,6 @@ def fit(
         if not stop and patience is not None and epoch - result.best_epoch >= patience:
             result.stopped_by = "early_stopping"
         if checkpoint_path is not None:
-    graph_options["structure_features"] = config.structure_features == "chgnet"
             _write_checkpoint(
                 checkpoint_path, model, optimizer, scheduler, epoch, best_state, result, config, normalizer
             )
@@ -598,8 +600,6 @@ def fit(
     model.eval()
     return result
 
-    if config.structure_features == "chgnet":
-        model.set_universal_normalization(*train_set.universal_feature_stats())
 
 def _write_checkpoint(
     path: str | Path,
