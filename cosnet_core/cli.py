@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from cosnet_core.exports import safe_to_csv
+from cosnet_core.hparams import MODES
 
 PREDICTION_COLUMNS = ("id", "composition", "split", "seed", "target", "prediction", "has_structure", "w_c")
 PREDICT_COLUMNS = ("id", "composition", "prediction", "prediction_std", "has_structure", "w_c")
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one model per seed and evaluate on the test split")
     _add_table_arguments(train, with_target=True)
-    train.add_argument("--mode", choices=("composition", "bimodal-aug", "bimodal"), default="bimodal-aug")
+    train.add_argument("--mode", choices=MODES, default="bimodal-aug")
     _add_training_arguments(train)
     train.add_argument("--out", required=True, type=Path, help="output folder")
 
@@ -206,9 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.add_argument("--quiet", action="store_true", help="no progress messages")
 
+    tune = commands.add_parser(
+        "tune", help="search Table 3 with Ray Tune on one split (the app's search) and write the chosen settings"
+    )
+    _add_table_arguments(tune, with_target=True)
+    tune.add_argument("--mode", choices=MODES, default="bimodal-aug")
+    _add_training_arguments(tune)
+    tune.add_argument("--trials", type=int, default=16, help="random Table 3 points (ignored with --full-grid)")
+    tune.add_argument("--trial-epochs", type=int, default=None, help="epochs of each trial (default: min(--epochs, 50))")
+    tune.add_argument("--grace-period", type=int, default=2, help="epochs before ASHA may stop a trial")
+    tune.add_argument("--full-grid", action="store_true", help="all 720 points of Table 3 (long)")
+    tune.add_argument("--out", required=True, type=Path, help="folder for tune.json and Ray Tune's records")
+
     reproduce = commands.add_parser("reproduce", help="the three modes × seeds: Table 1, Table 2 and Figure 2 rows")
     _add_table_arguments(reproduce, with_target=True)
-    reproduce.add_argument("--modes", nargs="+", default=["composition", "bimodal-aug", "bimodal"])
+    reproduce.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     _add_training_arguments(reproduce)
     reproduce.add_argument(
         "--fractions", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
@@ -735,8 +749,56 @@ def command_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_tune(args: argparse.Namespace) -> int:
+    """``tune``: :func:`cosnet_core.tune.search` on the split of the first seed; writes ``OUT/tune.json``."""
+    from cosnet_core.tune import connect_local, search
+
+    _apply_preset(args)
+    samples = _read_samples(args, with_target=True, error_file=args.out / "input_errors.csv")
+    _choose_split(samples, args)
+    seed = args.seeds[0]
+    split = _split(samples, args, seed)
+    base = dataclasses.replace(_train_config(args, args.mode), seed=seed).to_dict()
+    epochs = args.trial_epochs or min(args.epochs, 50)
+    if args.trials < 1 or epochs < 1:
+        raise CliError("--trials and --trial-epochs must be at least 1")
+    connect_local()
+    trials = "all 720 points of Table 3" if args.full_grid else f"{args.trials} random Table 3 points"
+    _say(f"[{args.mode}] searching {trials}, {epochs} epochs each, on {len(split.train)} training and "
+         f"{len(split.val)} validation rows (seed {seed}); trials are ranked by their best validation epoch",
+         quiet=args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    found = search(split.train, split.val, base, num_samples=args.trials, epochs=epochs,
+                   grace_period=args.grace_period, full_grid=args.full_grid, storage_path=args.out / "ray",
+                   name=f"tune-{args.mode}")
+    chosen = found["best_config"]
+    kept, skip = [], False
+    for arg in args.argv[1:]:  # the same table and training options, without the search's own
+        if skip or arg == "--full-grid":
+            skip = False
+            continue
+        if arg in ("--trials", "--trial-epochs", "--grace-period", "--out", "--lr", "--weight-decay", "--lr-decay",
+                   "--fusion", "--weight"):
+            skip = True
+            continue
+        kept.append(shlex.quote(arg))
+    command = " ".join([
+        "python -m cosnet_core train", *kept, "--lr", f"{chosen['lr']:g}", "--weight-decay",
+        f"{chosen['weight_decay']:g}", "--lr-decay", f"{chosen['lr_decay']:g}", "--fusion", chosen["fusion"],
+        "--weight", chosen["weight"], "--out", "OUTDIR",
+    ])
+    report = {**found, "mode": args.mode, "preset": args.preset, "seed": seed,
+              "split": "column" if args.split_col else args.split, "seed_protocol": args.seed_protocol,
+              "train_config": {k: v for k, v in base.items() if k != "seed"},
+              "train_command": command}
+    (args.out / "tune.json").write_text(json.dumps(_json_safe(report), indent=2))
+    _say(f"best: {chosen} (best validation MAE {found['best_val_mae']:.4f} at epoch {found['best_epoch']}, "
+         f"{found['trials']} trials); written to {args.out / 'tune.json'}")
+    return 0
+
+
 COMMANDS = {
-    "train": command_train, "predict": command_predict, "reproduce": command_reproduce, "pretrain": command_pretrain,
+    "train": command_train, "tune": command_tune, "predict": command_predict, "reproduce": command_reproduce, "pretrain": command_pretrain,
 }
 
 

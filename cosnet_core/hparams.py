@@ -19,6 +19,11 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+#: The paper's three training modes (Table 1), in its order: composition-only learning, bimodal learning with the
+#: eq. (13) augmentation, and bimodal learning without it. The one list the command line, the jobs, the pages and
+#: :class:`cosnet_core.train.TrainConfig` use.
+MODES: tuple[str, ...] = ("composition", "bimodal-aug", "bimodal")
+
 #: Table 3 of the paper, keyed by the :class:`~cosnet_core.train.TrainConfig` field each entry sets.
 #: "concatenation false/true" is ``fusion`` ("sum"/"concat"); "scalar weight false/true" is ``weight``
 #: ("vector"/"scalar").

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from cosnet_core import __version__ as CODE_VERSION
+from cosnet_core.hparams import MODES  # the one list of modes (re-exported here)
 
 if TYPE_CHECKING:
     from cosnet_core.data import Sample
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from cosnet_core.structure import GraphCache
 
 Mode = Literal["composition", "bimodal-aug", "bimodal"]
-MODES: tuple[str, ...] = ("composition", "bimodal-aug", "bimodal")
 CHECKPOINT_FORMAT = "cosnet-checkpoint-1"
 
 

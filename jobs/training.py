@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from cosnet_core.hparams import MODES  # the one list of modes (torch-free)
 from jobs import store
 from jobs.context import JobCancelled, JobContext
 
-MODES = ("composition", "bimodal-aug", "bimodal")
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
 #: What the seeds of a study share (:func:`cosnet_core.splits.split_for_seed`); the first is the default.
@@ -67,7 +67,8 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
             test rows under the default ``"fixed-test"``, and each run's seed its validation rows; ``"resplit"``
             draws each run's whole split with its seed; see :func:`cosnet_core.splits.split_for_seed`), ``structure_fractions`` (shares of structures kept
             for Figure 2, each in [0, 1)), ``search`` (``{"enabled": bool, "num_samples": 8, "epochs": 20,
-            "grace_period": 2}``), ``preset`` ("defaults" or "authors", :data:`cosnet_core.hparams.PRESETS`; its
+            "grace_period": 2, "full_grid": False}``: random Table 3 points per mode, the epochs of each trial, or
+            with ``full_grid`` all 720 points), ``preset`` ("defaults" or "authors", :data:`cosnet_core.hparams.PRESETS`; its
             settings are filled in under ``train`` wherever ``train`` does not set them, and its name is kept in the
             study's config; absent: a bare ``TrainConfig`` plus ``train``).
 
@@ -145,6 +146,7 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
         "num_samples": int(search.get("num_samples", 8)),
         "epochs": int(search.get("epochs", min(int(train.get("epochs", 200)), 50))),
         "grace_period": int(search.get("grace_period", 2)),
+        "full_grid": bool(search.get("full_grid", False)),
     }
     if out["search"]["enabled"] and (out["search"]["num_samples"] < 1 or out["search"]["epochs"] < 1):
         problems.append("search needs num_samples ≥ 1 and epochs ≥ 1")
@@ -744,10 +746,12 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
 
 
 def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Search Table 3's space per mode with Ray Tune; an ASHA scheduler stops bad trials early.
+    """Search Table 3's space per mode with Ray Tune (:func:`cosnet_core.tune.search`, the command line's ``tune``
+    too); an ASHA scheduler stops bad trials early.
 
-    Each trial trains with the first seed on the study's split and reports the validation MAE after every epoch;
-    the configuration with the lowest validation MAE (at its last reported epoch) wins.
+    Each trial trains with the first seed on the study's split for ``search.epochs`` epochs and reports its
+    validation MAE after every epoch; the configuration whose **best** validation epoch is lowest wins (the runs
+    keep their best validation epoch too). ``search.full_grid`` runs all 720 points of Table 3.
 
     Args:
         ctx: the study job's context (cancellation stops every trial).
@@ -755,13 +759,11 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
         payload: the validated study payload (``search`` settings).
 
     Returns:
-        Per mode ``{"best_config": {Table 3 name: value}, "best_val_mae": float, "trials": int}``.
+        Per mode :func:`cosnet_core.tune.search`'s summary (``best_config``, ``best_val_mae``, ``best_epoch``,
+        ``trials``, ``epochs_per_trial``, ``trial_results``, ...).
     """
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from cosnet_core.hparams import SEARCH_SPACE
     from cosnet_core.train import TrainConfig
+    from cosnet_core.tune import search
     from jobs.ray_backend import connect, cpus_per_run
 
     connect()
@@ -777,38 +779,14 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
             **{**payload["train"], "epochs": settings["epochs"], "mode": mode, "seed": payload["seeds"][0],
                "device": "cpu"}
         ).to_dict()
-        trainable = tune.with_resources(
-            tune.with_parameters(_tune_trial, train=split.train, val=split.val, base=base), {"cpu": cpus_per_run()}
+        found[mode] = search(
+            split.train, split.val, base, num_samples=settings["num_samples"], epochs=settings["epochs"],
+            grace_period=settings["grace_period"], full_grid=settings["full_grid"],
+            storage_path=Path(ctx.data_dir) / "tune", name=f"study-{study_id}-{mode}",
+            stop=_CancelStopper(ctx.db_url, ctx.job_id), cpus_per_trial=cpus_per_run(),
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={name: tune.choice(list(values)) for name, values in SEARCH_SPACE.items()},
-            tune_config=tune.TuneConfig(
-                metric="val_mae",
-                mode="min",
-                num_samples=settings["num_samples"],
-                scheduler=ASHAScheduler(
-                    max_t=settings["epochs"], grace_period=min(settings["grace_period"], settings["epochs"]),
-                    reduction_factor=2,
-                ),
-            ),
-            run_config=tune.RunConfig(
-                name=f"study-{study_id}-{mode}",
-                storage_path=str(Path(ctx.data_dir) / "tune"),
-                stop=_CancelStopper(ctx.db_url, ctx.job_id),
-                verbose=0,
-            ),
-        )
-        grid = tuner.fit()
         if ctx.should_cancel():
             raise JobCancelled("cancelled during the hyper-parameter search")
-        best = grid.get_best_result(metric="val_mae", mode="min", scope="last")
-        found[mode] = {
-            "best_config": {name: best.config[name] for name in SEARCH_SPACE},
-            "best_val_mae": float(best.metrics["val_mae"]),
-            "trials": len(grid),
-            "epochs_per_trial": [int(r.metrics.get("training_iteration", 0)) for r in grid if r.metrics],
-        }
         ctx.log(f"search {mode}: best {found[mode]['best_config']} (val MAE {found[mode]['best_val_mae']:.4g})")
     return found
 
@@ -829,17 +807,6 @@ def _make_cancel_stopper() -> type:
             return store.job_cancel_requested(self.db_url, self.job_id)
 
     return CancelStopper
-
-
-def _tune_trial(point: dict[str, Any], train: list[Any], val: list[Any], base: dict[str, Any]) -> None:
-    """One Ray Tune trial: fit with the sampled Table 3 point and report the validation MAE every epoch."""
-    from ray import tune
-
-    from cosnet_core.hparams import config_overrides
-    from cosnet_core.train import TrainConfig, fit
-
-    config = TrainConfig.from_dict({**base, **config_overrides(dict(point))})
-    fit(train, val, config, callback=lambda report: tune.report({"val_mae": report.val_mae, "epoch": report.epoch}))
 
 
 # ------------------------------------------------------------------------------------------- estimate

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import jobs
-from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, DEFAULTS, PRESETS, SEARCH_SPACE
+from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, DEFAULTS, PRESETS, SEARCH_SPACE, search_space_size
 from cosnet_core.splits import (
     PlannedRow,
     bare_test_rows,
@@ -264,7 +264,27 @@ with st.expander("Hyper-parameters (from the preset)"):
         "First search Table 3's space with Ray Tune (an ASHA scheduler stops bad trials early), then train the best "
         "configuration of each mode over the seeds"
     )
-    trials = st.number_input("Search trials per mode", min_value=2, max_value=200, value=16, disabled=not search)
+    s1, s2, s3 = st.columns(3)
+    full_grid = s3.checkbox(
+        f"Full Table 3 grid ({search_space_size()} points per mode)", disabled=not search,
+        help="Every combination of Table 3's values instead of random draws; long, meant for small datasets.",
+    )
+    trials = s1.number_input(
+        "Search trials per mode", min_value=1, max_value=search_space_size(), value=16,
+        disabled=not search or full_grid,
+        help="Random Table 3 points tried per mode (ASHA stops the poor ones early).",
+    )
+    search_epochs = int(s2.number_input(
+        "Epochs per trial", min_value=1, max_value=5000, value=min(int(epochs), 50), disabled=not search,
+        help="Each trial is ranked by its best validation epoch within these epochs, as the final runs keep "
+        "their best validation epoch.",
+    ))
+    search_trials = search_space_size() if full_grid else int(trials)
+    if search:
+        st.caption(
+            f"Search budget: {search_trials} trial(s) × {search_epochs} epochs per mode, on the first seed's "
+            "split; trials are ranked by their best validation MAE (the same epoch choice as the final runs)."
+        )
     figure2 = st.checkbox(
         "Figure 2: also train the bimodal modes with 0, 20, 40, 60 and 80 % of the structures kept",
         disabled=counts["with_structure"] == 0,
@@ -278,16 +298,17 @@ if init_from != "none" and not _encoder_fits(init_from, int(hidden_dim), PRESET)
 
 n_main = len(modes) * int(n_seeds)
 n_figure2 = len([m for m in modes if m != "composition"]) * int(n_seeds) * len(FIGURE2_KEPT) if figure2 else 0
-search_epochs = min(int(epochs), 50)
 estimate = estimate_study_seconds(
     counts["rows"], n_main + n_figure2, int(epochs),
     parallel=_parallel_runs(),
     gpu=device == "gpu" or (device == "auto" and gpu_ok),
     seconds_per_row_epoch=store.median_epoch_seconds_per_row(url, hidden_dim=int(hidden_dim)),
-    search_trial_epochs=int(trials) * search_epochs * len(modes) if search else 0,
+    search_trial_epochs=search_trials * search_epochs * len(modes) if search else 0,
 )
 st.caption(
-    f"{n_main + n_figure2} runs of {int(epochs)} epochs on {counts['rows']} rows: estimated "
+    f"{n_main + n_figure2} runs of {int(epochs)} epochs on {counts['rows']} rows"
+    + (f", after a search of {search_trials} trials × {search_epochs} epochs per mode" if search else "")
+    + ": estimated "
     f"{format_duration(estimate)} ({_parallel_runs()} at a time; from this installation's finished runs of the "
     "same encoder width when there are any, else from a reference speed)."
 )
@@ -310,7 +331,8 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
             "structure_features": structure_features,
         },
         "structure_fractions": FIGURE2_KEPT if figure2 else [],
-        "search": {"enabled": bool(search), "num_samples": int(trials), "epochs": search_epochs},
+        "search": {"enabled": bool(search), "num_samples": search_trials, "epochs": search_epochs,
+                   "full_grid": bool(full_grid)},
     }
     try:
         job_id = jobs.submit("study", payload, created_by=_who(), actor=current_actor())

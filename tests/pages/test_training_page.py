@@ -200,3 +200,22 @@ def test_the_authors_preset_reaches_the_study_and_its_runs(app_test, app_env, mo
     config = run_specs(payload)[0]["config"]
     assert (config["loss"], config["weight_decay"], config["lr_decay"]) == ("mse", 0.1, 0.96)
     assert (config["head"], config["cell_features"], config["roost_mlp_hidden"]) == ("authors", "authors", 128)
+
+
+def test_the_search_budget_is_shown_and_can_be_raised_to_the_full_grid(app_test, app_env, monkeypatch):
+    import jobs
+
+    monkeypatch.setattr(jobs, "ensure_executor", lambda *a, **k: None)  # the job is only queued, not run
+    at, version_id = _page_on_a_new_dataset(app_test)
+    db_url = os.environ["COSNET_DATABASE_URL"]
+    next(c for c in at.checkbox if c.label.startswith("First search Table 3")).check().run()
+    assert "Search budget: 16 trial(s) × 50 epochs per mode" in texts(at)
+    next(n for n in at.number_input if n.label == "Epochs per trial").set_value(80).run()
+    next(c for c in at.checkbox if c.label.startswith("Full Table 3 grid (720")).check().run()
+    assert not at.exception, at.exception
+    assert "Search budget: 720 trial(s) × 80 epochs per mode" in texts(at)
+    assert "after a search of 720 trials × 80 epochs per mode" in texts(at)
+    next(b for b in at.button if b.label == "Launch study").click().run()
+    (job,) = store.pending_study_jobs(db_url, version_id)
+    search = store.job_row(db_url, job["id"])["payload"]["search"]
+    assert search == {"enabled": True, "num_samples": 720, "epochs": 80, "full_grid": True, "grace_period": 2}
