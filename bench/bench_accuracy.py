@@ -70,9 +70,13 @@ def composition_samples(formulas, targets, prefix: str) -> list[Sample]:
 
 
 def run_fold(train, val, test, config: TrainConfig, cache=None, save: Path | None = None) -> dict:
-    """Fit on ``train`` (best epoch by ``val``), score ``test``; optionally save the test predictions as CSV."""
+    """Fit on ``train`` (best epoch by ``val``), score ``test``; optionally save the test predictions as CSV.
+
+    Test rows whose target is a bound (``Sample.censored``) are never scored; their number is recorded."""
     started = time.perf_counter()
     result = fit(train, val, config, cache=cache)
+    n_test_censored = sum(1 for s in test if s.censored)
+    test = [s for s in test if not s.censored]
     predicted = result.predict(test, cache=cache)
     target = np.array([s.target for s in test])
     if save is not None:
@@ -88,6 +92,7 @@ def run_fold(train, val, test, config: TrainConfig, cache=None, save: Path | Non
         "train_loss_at_best": result.history[result.best_epoch - 1].train_loss,
         "train_loss_last": result.history[-1].train_loss, "seconds": round(time.perf_counter() - started, 1),
         "seconds_per_epoch": round(float(np.mean([r.seconds for r in result.history])), 2),
+        "censored_rows": {**result.censored_rows, "test_excluded": n_test_censored},
     }
 
 
@@ -99,7 +104,9 @@ def config_for(args: argparse.Namespace, mode: str, seed: int) -> TrainConfig:
     return TrainConfig(mode=mode, epochs=args.epochs, seed=seed, batch_size=args.batch_size,
                        weight_decay=args.weight_decay, lr=args.lr, lr_decay=args.lr_decay,
                        head_hidden=tuple(args.head_hidden), roost_mlp_hidden=args.roost_mlp_hidden,
-                       descriptors=args.descriptors, init_from=args.init_from)
+                       descriptors=args.descriptors, init_from=args.init_from,
+                       structure_features=args.structure_features,
+                       censored=args.censored if args.censored != "exclude" else "drop")
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -110,7 +117,8 @@ def settings(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "batch_size": args.batch_size, "weight_decay": args.weight_decay,
             "lr": args.lr, "lr_decay": args.lr_decay, "head_hidden": args.head_hidden,
             "roost_mlp_hidden": args.roost_mlp_hidden, "descriptors": args.descriptors,
-            "init_from": args.init_from, "val_per_seed": args.val_per_seed, "label": args.label}
+            "init_from": args.init_from, "structure_features": args.structure_features, "censored": args.censored,
+            "val_per_seed": args.val_per_seed, "label": args.label}
 
 
 def saved(args: argparse.Namespace, bench: str, mode: str, fold: int, seed: int) -> Path | None:
@@ -213,13 +221,17 @@ def bench_paper_gap(args: argparse.Namespace) -> None:
                               **settings(args), **outcome})
 
 
-def obelix_samples() -> list[Sample]:
+def obelix_samples(with_censored: bool = False) -> list[Sample]:
+    """OBELiX's train split; its 29 ``<`` rows (upper bounds, not measurements) are left out, or with
+    ``with_censored`` kept with ``censored="<"`` and the bound as target (``TrainConfig.censored`` decides)."""
     frame = pd.read_csv(DATA / "li_conductivity" / "train.csv", dtype=str, keep_default_na=False)
     rows = []
     for record_ in frame.to_dict("records"):
         value = record_["Ionic conductivity (S cm-1)"].strip()
-        if value.startswith("<"):
+        censored = "<" if value.startswith("<") else None
+        if censored and not with_censored:
             continue  # censored: an upper bound, not a measurement
+        value = value.lstrip("<").strip()
         try:
             composition = parse_formula(record_["Reduced Composition"])
         except FormulaError as error:
@@ -233,14 +245,15 @@ def obelix_samples() -> list[Sample]:
             except StructureError as error:
                 log(f"no structure for {record_['ID']}: {error}")
         rows.append(Sample(id=record_["ID"], composition=composition, target=float(np.log10(float(value))),
-                           structure=structure, structure_id=structure_id, formula=record_["Reduced Composition"]))
+                           structure=structure, structure_id=structure_id, formula=record_["Reduced Composition"],
+                           censored=censored))
     return rows
 
 
 def bench_obelix(args: argparse.Namespace) -> None:
     from sklearn.model_selection import GroupKFold
 
-    samples = obelix_samples()
+    samples = obelix_samples(with_censored=args.censored != "exclude")
     log(f"OBELiX: {len(samples)} rows, {sum(s.structure is not None for s in samples)} with a structure")
     groups = [composition_key(s.composition) for s in samples]
     folds = list(GroupKFold(n_splits=5).split(samples, groups=groups))
@@ -251,7 +264,8 @@ def bench_obelix(args: argparse.Namespace) -> None:
         test = [samples[i] for i in test_idx]
         if "rf" in args.models:
             record(args.results, {"bench": "obelix", "model": "rf-magpie", "fold": fold,
-                                  **random_forest_magpie(train_all, test)})
+                                  **random_forest_magpie([s for s in train_all if not s.censored],
+                                                         [s for s in test if not s.censored])})
         for mode in ("bimodal-aug", "composition", "bimodal"):
             if mode not in args.models:
                 continue
@@ -294,6 +308,11 @@ def main() -> None:
                         help="Magpie statistics merged into C (TrainConfig.descriptors)")
     parser.add_argument("--init-from", default=None,
                         help="start g_C from a pretrained encoder (a shipped name or a .pt; TrainConfig.init_from)")
+    parser.add_argument("--structure-features", choices=("none", "chgnet"), default="none",
+                        help="pretrained CHGNet crystal features beside g_S (cosnet_core.universal)")
+    parser.add_argument("--censored", choices=("exclude", "drop", "bound"), default="exclude",
+                        help="OBELiX's '<' rows: left out before the folds (as before), or in the folds (never "
+                             "scored) and dropped from training or trained as bounds (TrainConfig.censored)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
                         help="take every TrainConfig setting but --epochs from this preset (cosnet_core.hparams)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

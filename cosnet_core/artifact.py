@@ -4,7 +4,8 @@ An artifact holds only plain tensors, dicts, lists, strings and numbers:
 
 * ``state_dict``: the weights (cell-descriptor normalisation ``cell_mean``/``cell_std`` included);
 * ``cosnet_config`` and ``train_config``: the architecture and the training settings (mode, embedding, ...);
-* ``target_mean`` / ``target_std``: the target normaliser of the training split;
+* ``target_mean`` / ``target_std``: the target normaliser of the training split; ``target_lower_bound``: the
+  bound of its predictions (``TrainConfig.nonnegative``; absent or None: unbounded);
 * ``featurizer_version``, ``embedding_name``, ``embedding_version``, ``code_version``;
 * ``cell_mean`` / ``cell_std`` (also as lists, for reading without torch), ``best_epoch``, ``best_val_mae``,
   ``history``;
@@ -69,6 +70,8 @@ def save_artifact(path: str | Path, result: FitResult) -> Path:
         "train_config": result.config.to_dict(),
         "target_mean": float(result.normalizer.mean),
         "target_std": float(result.normalizer.std),
+        # the bound of TrainConfig.nonnegative as decided on the training rows; None: unbounded (and older files)
+        "target_lower_bound": None if result.normalizer.lower_bound is None else float(result.normalizer.lower_bound),
         "featurizer_version": result.featurizer_version,
         "embedding_name": result.config.embedding,
         "embedding_version": result.embedding_version,
@@ -201,7 +204,11 @@ def load_artifact(path: str | Path) -> TrainedModel:
             stacklevel=2,
         )
     metadata = {k: v for k, v in artifact.items() if k not in ("state_dict",)}
-    normalizer = TargetNormalizer(mean=artifact["target_mean"], std=artifact["target_std"])
+    bound = artifact.get("target_lower_bound")
+    if bound is not None and not (isinstance(bound, int | float) and math.isfinite(bound)):
+        raise ArtifactError(f"{path.name}: the prediction bound {bound!r} is not a finite number")
+    normalizer = TargetNormalizer(mean=artifact["target_mean"], std=artifact["target_std"],
+                                  lower_bound=None if bound is None else float(bound))
     return TrainedModel(model=model, config=config, normalizer=normalizer, path=path, metadata=metadata)
 
 

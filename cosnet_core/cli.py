@@ -5,7 +5,8 @@
 * ``metrics.json``: ``{"mode", "seeds", "split", "seed_protocol", "seed_protocol_text", "split_seed", "epochs",
   "test": {"all"|"without_structure"|"with_structure": {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
   "r2_std", "n"}}, "baselines": {"mean"|"rf_magpie": {the same subsets and keys}}, "alignment_r2",
-  "alignment_r2_std", "train_config", "per_seed": [...]}``; the baselines (:mod:`cosnet_core.baselines`) are
+  "alignment_r2_std", "train_config", "target_lower_bound", "per_seed": [...]}`` (``target_lower_bound``: 0 when
+  ``--nonnegative`` bounded the predictions, decided on the training rows; null otherwise); the baselines (:mod:`cosnet_core.baselines`) are
   fitted on each seed's training rows and scored on its test rows; ``seed_protocol`` says what the seeds share
   (``--seed-protocol``, :func:`cosnet_core.splits.split_for_seed`): ``fixed-test`` (default: one test split drawn
   with ``--split-seed``, validation rows drawn per seed) or ``resplit`` (the whole split drawn per seed);
@@ -142,6 +143,11 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="feed the pretrained CHGNet potential's crystal features next to g_S's output (none = the paper)",
     )
     parser.add_argument(
+        "--nonnegative", choices=("auto", "on", "off"), default="auto",
+        help="bound predictions at 0 as the authors' final ReLU does (auto: when every training target is >= 0; "
+             "recorded per seed in metrics.json as target_lower_bound)",
+    )
+    parser.add_argument(
         "--init-from", default=None,
         help="start g_C from a pretrained encoder: a shipped checkpoint name or a .pt written by 'pretrain' "
         f"('none' = random initialisation, the paper; default: {DEFAULTS['init_from'] or 'none'} where it fits "
@@ -267,7 +273,7 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
         "early_stopping_patience": args.patience, "device": args.device, "embedding": args.embedding,
         "hidden_dim": args.hidden_dim, "fusion": args.fusion, "weight": args.weight, "head": args.head,
         "cell_features": args.cell_features, "descriptors": args.descriptors, "init_from": _init_from(args),
-        "structure_features": args.structure_features,
+        "structure_features": args.structure_features, "nonnegative": args.nonnegative,
     })
 
 
@@ -388,6 +394,7 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     baseline_cache = baseline_cache if baseline_cache is not None else BaselineCache()
     prediction_frames, history_rows, per_seed_metrics, per_seed_alignment = [], [], [], []
+    lower_bounds: list[float | None] = []  # TrainConfig.nonnegative as decided on each seed's training rows
     baseline_runs, baseline_frames, test_frames = [], [], []
     config = _train_config(args, mode)
     for seed in args.seeds:
@@ -409,6 +416,7 @@ def run_training(
 
         result = fit(split.train, split.val, config, callback=report, cache=cache)
         save_artifact(out / "models" / f"seed_{seed}.pt", result)
+        lower_bounds.append(result.normalizer.lower_bound)
         for part_name, part in (("train", split.train), ("val", split.val), ("test", split.test)):
             if not part:
                 continue
@@ -474,6 +482,7 @@ def run_training(
             "RandomForestRegressor (500 trees, random_state 0) on Magpie composition statistics"
         ),
         "train_config": {k: v for k, v in config.to_dict().items() if k != "seed"},
+        "target_lower_bound": lower_bounds[0] if len(set(lower_bounds)) == 1 else lower_bounds,
         "alignment_r2": None if math.isnan(alignment_mean) else alignment_mean,
         "alignment_r2_std": None if math.isnan(alignment_std) else alignment_std,
         "alignment_r2_method": "5-fold KFold cross-validated R² of standardised RidgeCV from C to volume per atom",

@@ -46,6 +46,11 @@ class Sample:
         structure_id: where the structure came from (file name, MP id), used to tell structures apart.
         split: "train", "val", "test" or None.
         formula: the formula text as given.
+        censored: None when ``target`` is a measurement; ``"<"`` when it is an upper bound (e.g. a conductivity
+            reported as ``<1E-10``: the true value is at most ``target``), ``">"`` when it is a lower bound. Such
+            rows are never scored as measurements (:func:`cosnet_core.evaluate.measured_mask`); in training,
+            ``TrainConfig.censored`` decides whether they are dropped or enter the censored loss
+            (:func:`cosnet_core.train.censored_loss`).
     """
 
     id: str
@@ -55,6 +60,30 @@ class Sample:
     structure_id: str | None = None
     split: str | None = None
     formula: str = ""
+    censored: str | None = None
+
+
+def bound_direction(censored: str | None) -> int:
+    """The direction of a censored target: 0 for a measurement, +1 for an upper bound (``<``, ``<=``, ``≤``), −1 for
+    a lower bound (``>``, ``>=``, ``≥``).
+
+    Args:
+        censored: the sign stored with the row (:attr:`Sample.censored`), or None.
+
+    Returns:
+        0, +1 or −1.
+
+    Raises:
+        ValueError: a sign that is not a comparison.
+    """
+    if not censored:
+        return 0
+    sign = str(censored).strip()
+    if sign in ("<", "<=", "≤"):
+        return 1
+    if sign in (">", ">=", "≥"):
+        return -1
+    raise ValueError(f"censored sign {censored!r} is not <, <=, > or >=")
 
 
 def composition_key(composition: Composition) -> tuple[tuple[str, float], ...]:
@@ -113,6 +142,7 @@ class BimodalItem:
         target: the target (nan when unknown).
         descriptors: raw Magpie statistics of the composition, float32 ``[132]``, or None when the model does not
             use descriptors (:mod:`cosnet_core.descriptors`).
+        bound: :func:`bound_direction` of the row's ``censored`` sign (0: a measurement).
     """
 
     id: str
@@ -120,6 +150,7 @@ class BimodalItem:
     structure: Data | None
     target: float
     descriptors: torch.Tensor | None = None
+    bound: int = 0
 
 
 @dataclass
@@ -134,6 +165,8 @@ class BimodalBatch:
         target: float ``[B]`` (nan where unknown).
         ids: the sample ids.
         descriptors: raw composition descriptors ``[B, d]``, or None when the rows carry none.
+        bound: long ``[B]``: 0 where the target is a measurement, +1 an upper bound, −1 a lower bound
+            (:func:`bound_direction`); None means every row is a measurement.
     """
 
     composition: Batch
@@ -143,6 +176,7 @@ class BimodalBatch:
     target: torch.Tensor
     ids: list[str]
     descriptors: torch.Tensor | None = None
+    bound: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -157,6 +191,7 @@ class BimodalBatch:
             target=self.target.to(device),
             ids=self.ids,
             descriptors=None if self.descriptors is None else self.descriptors.to(device),
+            bound=None if self.bound is None else self.bound.to(device),
         )
 
 
@@ -183,6 +218,9 @@ def collate_bimodal(items: list[BimodalItem]) -> BimodalBatch:
         ids=[item.id for item in items],
         descriptors=torch.stack([item.descriptors for item in items])
         if items and all(item.descriptors is not None for item in items)
+        else None,
+        bound=torch.tensor([item.bound for item in items], dtype=torch.long)
+        if any(item.bound for item in items)
         else None,
     )
 
@@ -251,7 +289,9 @@ class BimodalDataset(Dataset):
                     source = sample.structure_id or error.source
                     raise StructureError(source, f"row {sample.id}: {error.reason}") from error
             target = math.nan if sample.target is None else float(sample.target)
-            self.items.append(BimodalItem(sample.id, composition_graphs[key], graph, target))
+            self.items.append(
+                BimodalItem(sample.id, composition_graphs[key], graph, target, bound=bound_direction(sample.censored))
+            )
         if descriptors and self.samples:
             from cosnet_core.descriptors import magpie_features
 

@@ -56,26 +56,60 @@ def regression_metrics(target: Sequence[float], prediction: Sequence[float]) -> 
     }
 
 
+def measured_mask(censored: Sequence[Any] | None, n: int) -> np.ndarray:
+    """Which rows hold a measurement: False where the row's target is a bound (a censored sign such as ``"<"``, or
+    True in a boolean column), True elsewhere (None, NaN, empty, False).
+
+    Args:
+        censored: one entry per row (``Sample.censored``, a prediction table's ``censored`` column), or None.
+        n: the number of rows.
+
+    Returns:
+        A boolean array of length ``n``.
+    """
+    if censored is None:
+        return np.ones(n, dtype=bool)
+    values = list(censored)
+    if len(values) != n:
+        raise ValueError(f"censored has {len(values)} entries for {n} rows")
+
+    def is_bound(value: Any) -> bool:
+        if value is None or value is False or (isinstance(value, float) and np.isnan(value)):
+            return False
+        return bool(str(value).strip()) and str(value).strip().lower() not in ("false", "0", "nan", "none")
+
+    return np.array([not is_bound(value) for value in values], dtype=bool)
+
+
 def subset_metrics(
-    target: Sequence[float], prediction: Sequence[float], has_structure: Sequence[bool]
+    target: Sequence[float],
+    prediction: Sequence[float],
+    has_structure: Sequence[bool],
+    censored: Sequence[Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Table 1's three subsets: all rows, rows without a structure, rows with one.
+
+    A row whose target is a bound (``censored``, e.g. σ < 1E-10) is not a measurement, so it is never scored: it
+    is left out of every subset and counted in ``n_censored_excluded``.
 
     Args:
         target: true values.
         prediction: predicted values.
         has_structure: whether each row has a crystal structure in the data.
+        censored: per row, its censored sign or None (see :func:`measured_mask`); None: every row is measured.
 
     Returns:
-        ``{"all"|"without_structure"|"with_structure": regression_metrics(...)}``.
+        ``{"all"|"without_structure"|"with_structure": {**regression_metrics(...), "n_censored_excluded"}}``.
     """
     y = np.asarray(target, dtype=float)
     p = np.asarray(prediction, dtype=float)
     mask = np.asarray(has_structure, dtype=bool)
+    measured = measured_mask(censored, len(y))
+    subsets = {"all": measured, "without_structure": measured & ~mask, "with_structure": measured & mask}
+    excluded = {"all": ~measured, "without_structure": ~measured & ~mask, "with_structure": ~measured & mask}
     return {
-        "all": regression_metrics(y, p),
-        "without_structure": regression_metrics(y[~mask], p[~mask]),
-        "with_structure": regression_metrics(y[mask], p[mask]),
+        name: {**regression_metrics(y[rows], p[rows]), "n_censored_excluded": int(excluded[name].sum())}
+        for name, rows in subsets.items()
     }
 
 
@@ -114,6 +148,7 @@ def summarize_over_seeds(per_seed: Sequence[dict[str, dict[str, float]]]) -> dic
             entry[f"{metric}_mean"] = mean
             entry[f"{metric}_std"] = std
         entry["n"] = int(per_seed[0][subset]["n"]) if per_seed else 0
+        entry["n_censored_excluded"] = int(per_seed[0][subset].get("n_censored_excluded", 0)) if per_seed else 0
         summary[subset] = entry
     return summary
 
@@ -247,12 +282,16 @@ def seed_ensemble(per_seed_frames: Sequence[pd.DataFrame]) -> pd.DataFrame | Non
 
     Args:
         per_seed_frames: one frame per seed with the columns ``id, target, prediction, has_structure`` (its test
-            rows).
+            rows) and optionally ``censored``: rows whose target is a bound are left out (never scored).
 
     Returns:
         Columns ``id, target, prediction, has_structure`` in the first frame's row order, or None when there is
         no frame or when the seeds did not all score the same rows (a ``resplit`` study).
     """
+    per_seed_frames = [
+        frame[measured_mask(frame["censored"], len(frame))] if "censored" in frame.columns else frame
+        for frame in per_seed_frames
+    ]
     aligned = _aligned(per_seed_frames)
     if aligned is None:
         return None
@@ -293,6 +332,12 @@ def ensemble_metrics(
         forest_mean, _ = ensemble_predictions([frame["prediction"].to_numpy(dtype=float) for frame in aligned[1:]])
         prediction = FOREST_BLEND_WEIGHT * prediction + (1.0 - FOREST_BLEND_WEIGHT) * forest_mean
     metrics = subset_metrics(ensemble["target"], prediction, ensemble["has_structure"])
+    first = per_seed_frames[0]
+    if "censored" in first.columns:  # the bounds seed_ensemble left out, counted as subset_metrics counts them
+        bounds = first[~measured_mask(first["censored"], len(first))]
+        excluded = subset_metrics(np.zeros(len(bounds)), np.zeros(len(bounds)), bounds["has_structure"].astype(bool))
+        for subset in metrics:
+            metrics[subset]["n_censored_excluded"] = excluded[subset]["n"]
     return {subset: {**entry, "members": len(per_seed_frames)} for subset, entry in metrics.items()}
 
 

@@ -26,6 +26,7 @@ from cosnet_core.evaluate import (
     ensemble_metrics,
     is_significant_difference,
     mean_std,
+    measured_mask,
     subset_metrics,
     summarize_over_seeds,
 )
@@ -80,9 +81,12 @@ class Table1:
             behind the row), ``best`` (lowest MAE in its subset, every kind included) and
             ``significant_vs_composition`` (paper's criterion; None for the composition-only column itself, for
             ensembles and baselines or when that mode was not run).
+        n_censored_excluded: test rows left out of every number because their target is a bound (a ``censored``
+            column in the prediction table), not a measurement.
     """
 
     long: pd.DataFrame
+    n_censored_excluded: int = 0
 
     def display(self, digits: int = 3) -> pd.DataFrame:
         """A table to show: rows = subsets, columns = per mode its mean ± std over seeds, its served ensemble and
@@ -245,11 +249,13 @@ def table1(
     summaries: dict[str, tuple[dict[str, dict[str, float]], int, str, str | None]] = {}
     for mode, mode_rows in rows.groupby("mode", sort=False):
         runs = [run for _, run in mode_rows.groupby("run_id")]
-        per_run = [subset_metrics(run["target"], run["prediction"], run["has_structure"].astype(bool)) for run in runs]
+        per_run = [subset_metrics(run["target"], run["prediction"], run["has_structure"].astype(bool),
+                                  run["censored"] if "censored" in run.columns else None) for run in runs]
         summaries[mode] = (summarize_over_seeds(per_run), len(per_run), "model", mode)
         frames = [
             pd.DataFrame({"id": run["entry_id"].astype(str), "target": run["target"], "prediction": run["prediction"],
-                          "has_structure": run["has_structure"].astype(bool)})
+                          "has_structure": run["has_structure"].astype(bool),
+                          **({"censored": run["censored"]} if "censored" in run.columns else {})})
             for run in runs
         ]
         found = {"ensemble": ensemble_metrics(frames),
@@ -287,7 +293,8 @@ def table1(
                     long.at[index, "significant_vs_composition"] = bool(is_significant_difference(
                         row["mae_mean"], row["mae_std"], ref_mean, ref_std
                     ))
-    return Table1(long=long.reset_index(drop=True))
+    bounds = rows[~measured_mask(rows["censored"], len(rows))] if "censored" in rows.columns else rows.iloc[:0]
+    return Table1(long=long.reset_index(drop=True), n_censored_excluded=int(bounds["entry_id"].nunique()))
 
 
 def _as_summary(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -35,7 +35,10 @@ import numpy as np
 import torch
 
 from cosnet_core import __version__ as CODE_VERSION
-from cosnet_core.hparams import MODES  # the one list of modes (re-exported here)
+from cosnet_core.hparams import (
+    CENSORED_TRAINING_DEFAULT,
+    MODES,  # the one list of modes (re-exported here)
+)
 
 if TYPE_CHECKING:
     from cosnet_core.data import Sample
@@ -127,7 +130,7 @@ class TrainConfig:
     init_from: str | None = None
     structure_features: Literal["none", "chgnet"] = "none"
     nonnegative: Literal["auto", "on", "off"] = "auto"
-    censored: Literal["drop", "bound"] = "drop"
+    censored: Literal["drop", "bound"] = CENSORED_TRAINING_DEFAULT
 
     def __post_init__(self) -> None:
         self.head_hidden = tuple(int(v) for v in self.head_hidden)
@@ -216,15 +219,32 @@ EpochCallback = Callable[[EpochReport], "bool | None"]
 
 @dataclass(frozen=True)
 class TargetNormalizer:
-    """z-scoring of the target with the training split's mean and standard deviation.
+    """z-scoring of the target with the training split's mean and standard deviation, and an optional lower bound.
+
+    The bound (``TrainConfig.nonnegative``) is applied where the network's output becomes a prediction in target
+    units, :meth:`denormalize`: ``max(z · std + mean, lower_bound)``, i.e. a ReLU in target units. It is applied there
+    and not as a ReLU inside the network, for two reasons:
+
+    * the training target is z-scored (centred), so a ReLU on the network's output would bound it at the training
+      mean, not at 0; the authors' ReLU bounds at 0 because their target is divided by its std but not centred
+      (``docs/departures.md`` row 15), and ``max(z · std + mean, 0)`` is the same function of the output;
+    * a ReLU in the training graph has zero gradient wherever the output is below the bound, so a row with a positive
+      target that the network predicts below 0 would stop learning ("dead" rows). The loss here is taken on the
+      unbounded output, whose gradient always points towards the target.
+
+    Bounding never raises the error of a row whose target respects it: for t ≥ b, |max(p, b) − t| ≤ |p − t|. The
+    validation MAE that picks the best epoch (:func:`fit`), Table 1, the served ensemble and the Predict page all
+    read predictions through :meth:`denormalize`, so they all see the bounded value.
 
     Attributes:
         mean: training-split mean.
         std: training-split standard deviation (population; 1.0 when the targets are constant).
+        lower_bound: None (no bound), or the smallest value a prediction may take (0.0 for non-negative targets).
     """
 
     mean: float
     std: float
+    lower_bound: float | None = None
 
     @classmethod
     def fit(cls, targets: Sequence[float]) -> TargetNormalizer:
@@ -245,8 +265,62 @@ class TargetNormalizer:
         return (value - self.mean) / self.std
 
     def denormalize(self, value: torch.Tensor) -> torch.Tensor:
-        """value · std + mean."""
-        return value * self.std + self.mean
+        """value · std + mean, then at least ``lower_bound`` when one is set (a prediction in target units)."""
+        prediction = value * self.std + self.mean
+        return prediction if self.lower_bound is None else prediction.clamp(min=self.lower_bound)
+
+
+def decide_lower_bound(setting: str, train: Sequence[Sample]) -> float | None:
+    """The lower bound of the predictions (``TrainConfig.nonnegative``), decided from the training rows only.
+
+    Args:
+        setting: "auto" (0 when every training target is ≥ 0; a lower-bound row (``>``) counts only if its bound is
+            ≥ 0, which is what it says), "on" or "off".
+        train: the training rows.
+
+    Returns:
+        0.0 or None.
+
+    Raises:
+        ValueError: "on" while a training target is negative (the message names the first such row).
+    """
+    if setting == "off":
+        return None
+    negative = next((s for s in train if s.target is not None and float(s.target) < 0), None)
+    if negative is None:
+        return 0.0
+    if setting == "on":
+        raise ValueError(
+            f"non-negative predictions were asked for, but training row {negative.id!r} ({negative.formula or ''}) "
+            f"has the target {float(negative.target):g} < 0; choose nonnegative 'auto' or 'off'"
+        )
+    return None
+
+
+def censored_loss(
+    prediction: torch.Tensor, target: torch.Tensor, bound: torch.Tensor | None, kind: str = "l1"
+) -> torch.Tensor:
+    """The training loss with censored rows (a Tobit-style hinge; not in the paper, whose data has no bounds).
+
+    For a measured row (``bound`` 0) the residual is r = p − t. For an upper bound (``bound`` +1, e.g. σ < 1E-10)
+    the true value may be anywhere below t, so r = max(p − t, 0): a prediction at or below the bound costs nothing
+    and one above it is penalised like a measurement. A lower bound (−1) is the mirror, r = max(t − p, 0). The loss
+    is the mean over the batch of |r| ("l1") or r² ("mse"), so without bounds it equals ``l1_loss``/``mse_loss``.
+
+    Args:
+        prediction: the network's outputs ``[B]`` (normalised units).
+        target: the normalised targets or bounds ``[B]``.
+        bound: long ``[B]`` of 0/+1/−1 (:func:`cosnet_core.data.bound_direction`), or None (all measured).
+        kind: "l1" or "mse".
+
+    Returns:
+        The scalar loss.
+    """
+    residual = prediction - target
+    if bound is not None:
+        residual = torch.where(bound > 0, residual.clamp(min=0), residual)
+        residual = torch.where(bound < 0, residual.clamp(max=0), residual)
+    return residual.abs().mean() if kind == "l1" else (residual**2).mean()
 
 
 @dataclass
@@ -267,6 +341,9 @@ class FitResult:
         n_train: training rows after the mode's preparation (augmentation included).
         training_formulas / training_targets: the training rows as given (before the mode's preparation), kept in
             the artifact so predictions can name the nearest training compositions (``cosnet_core.applicability``).
+        censored_rows: rows whose target is a bound: ``train_bounds`` (trained with :func:`censored_loss`),
+            ``train_dropped`` (left out, ``TrainConfig.censored == "drop"``), ``val_excluded`` (never in the
+            validation MAE).
     """
 
     model: CosNet
@@ -283,6 +360,7 @@ class FitResult:
     code_version: str = CODE_VERSION
     training_formulas: list[str] = field(default_factory=list)
     training_targets: list[float] = field(default_factory=list)
+    censored_rows: dict[str, int] = field(default_factory=dict)
 
     def predict(self, samples: Sequence[Sample], *, cache: GraphCache | None = None) -> Predictions:
         """Predict new rows with the best-validation model (see :func:`cosnet_core.predict.predict_samples`).
@@ -411,10 +489,6 @@ def _check_targets(samples: Sequence[Sample], split_name: str) -> None:
             raise ValueError(f"{split_name} row {row} (id {sample.id!r}): target is missing or not finite")
 
 
-def _loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    return torch.nn.functional.l1_loss if name == "l1" else torch.nn.functional.mse_loss
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**62
 
@@ -487,8 +561,19 @@ def fit(
     from cosnet_core.structure import FEATURIZER_VERSION
 
     config = config or TrainConfig()
+    censored_rows = {
+        "train_bounds": sum(1 for s in train if s.censored) if config.censored == "bound" else 0,
+        "train_dropped": sum(1 for s in train if s.censored) if config.censored == "drop" else 0,
+        "val_excluded": sum(1 for s in val if s.censored),
+    }
+    if config.censored == "drop":  # bounds are not measurements: they leave the training rows
+        train = [s for s in train if not s.censored]
+    val = [s for s in val if not s.censored]  # and never count in the validation MAE that picks the epoch
     if len(train) < 2 or len(val) < 1:
-        raise ValueError(f"need at least 2 training rows and 1 validation row, got {len(train)} and {len(val)}")
+        raise ValueError(
+            f"need at least 2 training rows and 1 validation row, got {len(train)} and {len(val)}"
+            + (" once the rows whose target is a bound are set aside" if any(censored_rows.values()) else "")
+        )
     _check_targets(train, "training")
     _check_targets(val, "validation")
 
@@ -498,7 +583,11 @@ def fit(
 
     train_rows = prepare_for_mode(train, config.mode, training=True)
     val_rows = prepare_for_mode(val, config.mode, training=False)
-    normalizer = TargetNormalizer.fit([s.target for s in train_rows])
+    measured = [s.target for s in train_rows if not s.censored]
+    normalizer = dataclasses.replace(
+        TargetNormalizer.fit(measured or [s.target for s in train_rows]),
+        lower_bound=decide_lower_bound(config.nonnegative, train),
+    )
     graph_options = {"cache": cache, "radius": config.radius, "max_neighbors": config.max_neighbors}
     graph_options["descriptors"] = config.descriptors == "magpie"
     graph_options["structure_features"] = config.structure_features == "chgnet"
@@ -521,7 +610,6 @@ def fit(
     model.to(device)
     optimizer = torch.optim.Adamax(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    loss_function = _loss_function(config.loss)
 
     result = FitResult(
         model=model,
@@ -533,6 +621,7 @@ def fit(
         n_train=len(train_rows),
         training_formulas=[s.formula.strip() or s.composition.formula for s in train],
         training_targets=[float(s.target) for s in train],
+        censored_rows=censored_rows,
     )
     best_state = _state_on_cpu(model)
     start_epoch = 1
@@ -567,7 +656,9 @@ def fit(
             batch = batch.to(device)
             optimizer.zero_grad()
             prediction = model(batch).prediction.reshape(-1)
-            loss = loss_function(prediction, normalizer.normalize(batch.target.to(prediction.dtype)))
+            loss = censored_loss(
+                prediction, normalizer.normalize(batch.target.to(prediction.dtype)), batch.bound, config.loss
+            )
             loss.backward()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -137,14 +138,17 @@ def finished_runs(study_id: int, url: str | None = None) -> int:
 def study_predictions(study_id: int, url: str | None = None) -> pd.DataFrame:
     """The prediction table of a study (see :mod:`cosnet_core.report`): one row per (run, entry) of its finished
     runs, numbers only (``run_id, mode, seed, structure_fraction, entry_id, split, target, prediction, w_c,
-    has_structure, structure_id``). Describe the entries with :func:`study_entries`."""
+    has_structure, structure_id``) and ``censored``: the entry's censored sign (its target is a bound, never scored
+    as a measurement) or None. Describe the entries with :func:`study_entries`."""
     numbers = (
         select(
             Prediction.run_id, Run.mode, Run.seed, Run.structure_fraction, Prediction.entry_id,
             Prediction.split, Prediction.target, Prediction.value.label("prediction"),
             Prediction.composition_weight.label("w_c"), Prediction.has_structure, Prediction.structure_id,
+            Entry.extra.label("censored"),  # the entry's JSON extras, reduced to its censored sign below
         )
         .join(Run, Prediction.run_id == Run.id)
+        .join(Entry, Prediction.entry_id == Entry.id)
         .where(Run.study_id == study_id, Run.status == "succeeded")
         .order_by(Prediction.run_id, Prediction.entry_id)
     )
@@ -152,7 +156,19 @@ def study_predictions(study_id: int, url: str | None = None) -> pd.DataFrame:
         frame = _frame(connection, numbers)
     frame["has_structure"] = frame["has_structure"].astype(bool)
     frame["structure_fraction"] = frame["structure_fraction"].astype(float)
+    frame["censored"] = [_censored_sign(extra) for extra in frame["censored"]]
     return frame
+
+
+def _censored_sign(extra: object) -> str | None:
+    """The ``censored`` sign inside an entry's extras (a dict, or its JSON text at the driver level), or None."""
+    if isinstance(extra, str | bytes):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return None
+    sign = extra.get("censored") if isinstance(extra, dict) else None
+    return str(sign) if sign else None
 
 
 def study_entries(study_id: int, url: str | None = None) -> pd.DataFrame:

@@ -429,7 +429,8 @@ def version_rows(db_url: str, version_id: int) -> list[dict[str, Any]]:
 
     Returns:
         One dictionary per entry (``entry_id, row_number, raw_formula, composition, target, split,
-        structure_id, cif, volume_per_atom``), in file order.
+        structure_id, cif, volume_per_atom, censored``), in file order; ``censored`` is the sign of a target that
+        is a bound (a version imported with "include at the bound"), else None.
     """
     with session_scope(db_url) as session:
         rows = session.execute(
@@ -443,6 +444,7 @@ def version_rows(db_url: str, version_id: int) -> list[dict[str, Any]]:
                 EntryRow.structure_id,
                 StructureRow.cif,
                 StructureRow.volume_per_atom,
+                EntryRow.extra,
             )
             .outerjoin(StructureRow, EntryRow.structure_id == StructureRow.id)
             .where(
@@ -456,7 +458,8 @@ def version_rows(db_url: str, version_id: int) -> list[dict[str, Any]]:
         "entry_id", "row_number", "raw_formula", "composition", "target", "split", "structure_id", "cif",
         "volume_per_atom",
     )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [{**dict(zip(names, row[:-1], strict=True)), "censored": (row[-1] or {}).get("censored") or None}
+            for row in rows]
 
 
 def version_counts(db_url: str, version_id: int) -> dict[str, int]:
@@ -878,7 +881,8 @@ def run_predictions(db_url: str, run_ids: list[int]) -> list[dict[str, Any]]:
 
     Returns:
         ``[{"run_id", "entry_id", "split", "target", "value", "composition_weight", "has_structure",
-        "structure_id"}]``.
+        "structure_id", "censored"}]``; ``censored`` is the entry's censored sign (its target is a bound, never
+        scored as a measurement) or None.
     """
     if not run_ids:
         return []
@@ -886,11 +890,12 @@ def run_predictions(db_url: str, run_ids: list[int]) -> list[dict[str, Any]]:
         rows = session.execute(
             select(
                 Prediction.run_id, Prediction.entry_id, Prediction.split, Prediction.target, Prediction.value,
-                Prediction.composition_weight, Prediction.has_structure, Prediction.structure_id,
-            ).where(Prediction.run_id.in_(run_ids))
+                Prediction.composition_weight, Prediction.has_structure, Prediction.structure_id, EntryRow.extra,
+            ).join(EntryRow, Prediction.entry_id == EntryRow.id).where(Prediction.run_id.in_(run_ids))
         ).all()
     names = ("run_id", "entry_id", "split", "target", "value", "composition_weight", "has_structure", "structure_id")
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [{**dict(zip(names, row[:-1], strict=True)), "censored": (row[-1] or {}).get("censored") or None}
+            for row in rows]
 
 
 def representation_paths(db_url: str, run_ids: list[int]) -> dict[int, str]:

@@ -40,7 +40,7 @@ TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
     "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
     "head_hidden", "weight_hidden", "radius", "max_neighbors", "descriptors", "init_from",
-    "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features",
+    "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features", "nonnegative", "censored",
     "structure_features",
 )
 #: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
@@ -234,6 +234,7 @@ def training_samples(db_url: str, version_id: int) -> list[Any]:
                 structure_id=str(row["structure_id"]) if structure is not None else None,
                 split=row["split"],
                 formula=row["raw_formula"],
+                censored=row.get("censored"),
             )
         )
     return samples
@@ -411,7 +412,11 @@ def _train_run(run_id: int, ctx: JobContext) -> None:
         [predictions[i]["target"] for i in test_rows],
         [predictions[i]["value"] for i in test_rows],
         [predictions[i]["has_structure"] for i in test_rows],
+        [ordered[i][1].censored for i in test_rows],
     )
+    test_metrics["censored_rows"] = {**result.censored_rows,
+                                     "test_excluded": test_metrics["all"]["n_censored_excluded"]}
+    test_metrics["target_lower_bound"] = result.normalizer.lower_bound
     test_metrics["sizes"] = {
         "train": len(split.train), "val": len(split.val), "test": len(split.test), "train_after_mode": result.n_train,
     }
@@ -662,7 +667,8 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
         if row["split"] == "test":
             by_run.setdefault(row["run_id"], []).append(row)
     per_run_metrics = {
-        run_id: subset_metrics([r["target"] for r in rows], [r["value"] for r in rows], [r["has_structure"] for r in rows])
+        run_id: subset_metrics([r["target"] for r in rows], [r["value"] for r in rows], [r["has_structure"] for r in rows],
+                               [r["censored"] for r in rows])
         for run_id, rows in by_run.items()
     }
 
@@ -680,7 +686,8 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
                 pd.DataFrame({"id": [str(row["entry_id"]) for row in by_run[r["id"]]],
                               "target": [row["target"] for row in by_run[r["id"]]],
                               "prediction": [row["value"] for row in by_run[r["id"]]],
-                              "has_structure": [bool(row["has_structure"]) for row in by_run[r["id"]]]})
+                              "has_structure": [bool(row["has_structure"]) for row in by_run[r["id"]]],
+                              "censored": [row["censored"] for row in by_run[r["id"]]]})
                 for r in mode_runs
             ]
             ensembles["ensemble"][mode] = ensemble_metrics(frames)

@@ -92,6 +92,12 @@ st.caption(
     "served on the Predict page) and that ensemble averaged 50/50 with the forest (a fixed weight, not tuned)."
 )
 st.caption(seed_protocol_text(study.results.get("seed_protocol") or (study.config.get("split") or {}).get("protocol")))
+if t1.n_censored_excluded:
+    st.info(
+        f"{t1.n_censored_excluded} test row(s) hold a bound (a censored value such as <1E-10), not a measurement: "
+        "they are left out of every number above and drawn as triangles in the parity plot below.",
+        icon=":material/info:",
+    )
 for warning in t1.warnings():
     st.warning(warning, icon=":material/warning:")
 if study.results.get("baselines_error"):

@@ -9,7 +9,14 @@ import pandas as pd
 import streamlit as st
 
 import jobs
-from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, DEFAULTS, PRESETS, SEARCH_SPACE, search_space_size
+from cosnet_core.hparams import (
+    AUTHORS_PRESET_DEPARTURES,
+    CENSORED_TRAINING_DEFAULT,
+    DEFAULTS,
+    PRESETS,
+    SEARCH_SPACE,
+    search_space_size,
+)
 from cosnet_core.splits import (
     PlannedRow,
     bare_test_rows,
@@ -236,6 +243,30 @@ structure_features = st.selectbox(
     "sites are given their majority species for CHGNet. Featurising takes about a second per 100-site cell, once.",
 )
 
+target_side = st.columns(2)
+NONNEGATIVE_LABELS = {
+    "auto": "Automatic: bounded at 0 when every training value is ≥ 0 (e.g. band gaps)",
+    "on": "Always bounded at 0 (refused if a training value is negative)",
+    "off": "Never bounded",
+}
+nonnegative = target_side[0].selectbox(
+    "Non-negative predictions", list(NONNEGATIVE_LABELS), format_func=NONNEGATIVE_LABELS.__getitem__,
+    help="The authors' network ends in a ReLU that keeps band gaps ≥ 0. Here the prediction is bounded at 0 in the "
+    "target's unit (the loss sees the unbounded output, so no row stops learning); decided from the training rows "
+    "and recorded with each run.",
+)
+CENSORED_TRAINING_LABELS = {
+    "bound": "Censored loss: penalised only when the prediction is above the bound",
+    "drop": "Drop them from training",
+}
+censored_training = target_side[1].selectbox(
+    "Rows whose value is a bound (e.g. <1E-10, kept as bounds on the Datasets page)",
+    list(CENSORED_TRAINING_LABELS), index=list(CENSORED_TRAINING_LABELS).index(CENSORED_TRAINING_DEFAULT),
+    format_func=CENSORED_TRAINING_LABELS.__getitem__,
+    help="Bounds are never scored as measurements (not in the validation error that picks the epoch, not in "
+    "Table 1). The default was chosen on validation error (bench/README.md).",
+)
+
 with st.expander("Hyper-parameters (from the preset)"):
     st.caption(
         "The project defaults follow the authors' code (Adamax, 64-wide encoders, batch 128), except weight decay 1e-4 and decay "
@@ -328,7 +359,7 @@ if st.button("Launch study", type="primary", disabled=bool(problems)):
             "epochs": int(epochs), "lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay, "fusion": fusion,
             "weight": weight, "batch_size": int(batch_size), "hidden_dim": int(hidden_dim),
             "descriptors": descriptors, "init_from": None if init_from == "none" else init_from,
-            "structure_features": structure_features,
+            "structure_features": structure_features, "nonnegative": nonnegative, "censored": censored_training,
         },
         "structure_fractions": FIGURE2_KEPT if figure2 else [],
         "search": {"enabled": bool(search), "num_samples": search_trials, "epochs": search_epochs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from cosnet_core.report import MODE_LABELS
@@ -14,19 +15,37 @@ def _structure_label(frame: pd.DataFrame) -> pd.Series:
     return frame["has_structure"].map({True: "with structure", False: "without structure"})
 
 
+#: How the parity plot draws a measured value and a bound (a censored row: its target is an upper or lower bound).
+VALUE_KINDS = alt.Scale(domain=["measurement", "bound (censored, not scored)"], range=["circle", "triangle-down"])
+
+
+def value_kind(samples: pd.DataFrame) -> pd.Series:
+    """Per row, "measurement" or "bound (censored, not scored)" (from a ``censored`` column, when there is one)."""
+    from cosnet_core.evaluate import measured_mask
+
+    if "censored" not in samples.columns:
+        return pd.Series("measurement", index=samples.index)
+    measured = measured_mask(samples["censored"], len(samples))
+    return pd.Series(np.where(measured, "measurement", "bound (censored, not scored)"), index=samples.index)
+
+
 def parity_chart(samples: pd.DataFrame, target_label: str) -> alt.LayerChart:
-    """Predicted against measured values, coloured by whether the row has a structure, with the y = x line."""
-    data = samples.assign(structure=_structure_label(samples))
+    """Predicted against measured values, coloured by whether the row has a structure, with the y = x line.
+
+    Rows whose target is a bound (censored) are drawn as downward triangles at the bound: they are not measurements
+    and Table 1 never scores them; a prediction below an upper bound is consistent with it."""
+    data = samples.assign(structure=_structure_label(samples), value=value_kind(samples))
     low, high = parity_domain(data)
     x_axis = {"title": f"Measured {target_label}", "scale": alt.Scale(domain=[low, high], nice=False)}
     y_axis = {"title": f"Predicted {target_label}", "scale": alt.Scale(domain=[low, high], nice=False)}
     points = (
         alt.Chart(data)
-        .mark_circle(size=40, opacity=0.7)
+        .mark_point(size=50, opacity=0.7, filled=True)
         .encode(
             x=alt.X("target:Q", **x_axis),
             y=alt.Y("prediction:Q", **y_axis),
             color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
+            shape=alt.Shape("value:N", title="Value", scale=VALUE_KINDS),
             tooltip=[
                 alt.Tooltip("formula:N", title="formula"),
                 alt.Tooltip("id:N", title="id"),

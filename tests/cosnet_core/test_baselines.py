@@ -41,7 +41,7 @@ def test_mean_baseline_matches_a_hand_computation() -> None:
     assert metrics["all"]["rmse"] == pytest.approx(math.sqrt(5 / 3))
     assert metrics["all"]["r2"] == pytest.approx(1 - 5 / (42 / 9))
     assert metrics["with_structure"] == {"mae": pytest.approx(1.0), "rmse": pytest.approx(1.0),
-                                         "r2": pytest.approx(float("nan"), nan_ok=True), "n": 1}
+                                         "r2": pytest.approx(float("nan"), nan_ok=True), "n": 1, "n_censored_excluded": 0}
     assert metrics["without_structure"]["mae"] == pytest.approx(1.0) and metrics["without_structure"]["n"] == 2
 
 

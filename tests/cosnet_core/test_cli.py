@@ -70,6 +70,8 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
             assert {"mae_mean", "mae_std", "rmse_mean", "r2_mean", "n"} <= set(subset)
         assert subsets["all"]["n"] == metrics["test"]["all"]["n"]
     assert metrics["train_config"]["mode"] == "bimodal-aug"
+    # every training target is >= 0: predictions are bounded at 0 (the authors' ReLU), decided and recorded
+    assert metrics["train_config"]["nonnegative"] == "auto" and metrics["target_lower_bound"] == 0.0
     assert metrics["seed_protocol"] == "fixed-test" and metrics["split_seed"] == 0
     assert metrics["seed_protocol_text"] == "Seeds share one test split; each seed draws its own validation rows"
     assert metrics["test"]["all"]["n"] == metrics["test"]["with_structure"]["n"] + metrics["test"][
@@ -108,7 +110,7 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
     assert metrics["ensemble_with_forest"]["all"]["mae"] == pytest.approx((blend - ensemble["target"]).abs().mean())
     for key in ("ensemble", "ensemble_with_forest"):
         assert set(metrics[key]) == {"all", "without_structure", "with_structure"}
-        assert all(set(entry) == {"mae", "rmse", "r2", "n", "members"} for entry in metrics[key].values())
+        assert all(set(entry) == {"mae", "rmse", "r2", "n", "members", "n_censored_excluded"} for entry in metrics[key].values())
     assert "not tuned" in metrics["ensemble_method"]
     assert sorted((out / "models").iterdir()) == [out / "models" / "seed_0.pt", out / "models" / "seed_1.pt"]
 

@@ -96,7 +96,7 @@ def test_seed_ensemble_metrics_match_a_hand_computation() -> None:
     found = ensemble_metrics(seeds)
     # errors 0, 0.5, -0.5: MAE 1/3, RMSE sqrt(0.5/3); R² = 1 - 0.5 / SS_tot, SS_tot = 42/9 about the mean 7/3
     assert found["all"] == {"mae": pytest.approx(1 / 3), "rmse": pytest.approx(math.sqrt(0.5 / 3)),
-                            "r2": pytest.approx(1 - 0.5 / (42 / 9)), "n": 3, "members": 2}
+                            "r2": pytest.approx(1 - 0.5 / (42 / 9)), "n": 3, "members": 2, "n_censored_excluded": 0}
     assert found["with_structure"]["mae"] == pytest.approx(0.0) and found["with_structure"]["n"] == 1
     assert found["without_structure"]["mae"] == pytest.approx(0.5) and found["without_structure"]["n"] == 2
 
