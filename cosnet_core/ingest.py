@@ -52,6 +52,7 @@ import pandas as pd
 
 from cosnet_core.composition import FormulaError, parse_formula
 from cosnet_core.tabular import target_too_large
+from cosnet_core.units import suspect_kelvin_rows, to_unit
 
 MB = 1024 * 1024
 
@@ -64,6 +65,7 @@ STATUS_MERGED = "merged"
 DuplicatePolicy = Literal["keep_all", "mean", "median", "most_recent"]
 CensoredPolicy = Literal["exclude", "include_at_bound"]
 MissingTemperaturePolicy = Literal["filter", "keep"]
+KelvinPolicy = Literal["ask", "convert", "keep"]
 
 
 class IngestError(ValueError):
@@ -647,6 +649,7 @@ _NAME_GUESSES: dict[str, tuple[str, ...]] = {
         "value",
         "ionicconductivity*",
         "conductivity*",
+        "sigma*",
         "gapexpt",
         "exptgap",
         "bandgap*",
@@ -732,6 +735,12 @@ class CleaningOptions:
         duplicates: rows with the same composition: ``"keep_all"``, ``"mean"``, ``"median"`` (of the stored,
             possibly log10, values) or ``"most_recent"`` (largest year, from the year column or a year found
             in the reference text; ties go to the later row of the file).
+        temperature_unit: the unit of the temperature column, ``"°C"`` (default) or ``"K"``; stored with the
+            version. The temperature window is in this unit.
+        kelvin_rows: rows whose temperature looks like the other unit (298 in a column of 25s,
+            :func:`cosnet_core.units.suspect_kelvin_rows`): ``"ask"`` (default: kept as given and named in a warning;
+            the Datasets page imports nothing until the user answers), ``"convert"`` them to ``temperature_unit``
+            (each row's reason says so) or ``"keep"`` them as given.
     """
 
     unit: str = ""
@@ -740,6 +749,8 @@ class CleaningOptions:
     temperature_window: tuple[float, float] | None = None
     missing_temperature: MissingTemperaturePolicy = "filter"
     duplicates: DuplicatePolicy = "keep_all"
+    temperature_unit: str = "°C"
+    kelvin_rows: KelvinPolicy = "ask"
 
     def validate(self, mapping: ColumnMapping) -> None:
         """Check the options against each other and the mapping.
@@ -755,6 +766,10 @@ class CleaningOptions:
             raise IngestError(f"unknown censored-value policy {self.censored!r}")
         if self.duplicates not in ("keep_all", "mean", "median", "most_recent"):
             raise IngestError(f"unknown duplicates policy {self.duplicates!r}")
+        if self.temperature_unit not in ("°C", "K"):
+            raise IngestError(f"unknown temperature unit {self.temperature_unit!r} (use °C or K)")
+        if self.kelvin_rows not in ("ask", "convert", "keep"):
+            raise IngestError(f"unknown policy for temperatures in the other unit {self.kelvin_rows!r}")
         if self.missing_temperature not in ("filter", "keep"):
             raise IngestError(f"unknown missing-temperature policy {self.missing_temperature!r}")
         if self.temperature_window is not None:
@@ -959,6 +974,7 @@ class IngestResult:
     raw: RawTable
     mapping: ColumnMapping
     options: CleaningOptions
+    temperature_suspects: list[int] = field(default_factory=list)
 
     @property
     def kept(self) -> pd.DataFrame:
@@ -1083,6 +1099,13 @@ def clean_table(
     target_cells = frame[mapping.target].astype(str).tolist()
     role_cells = {role: frame[column].astype(str).tolist() for role, column in optional.items()}
     extra_cells = {column: frame[column].tolist() for column in mapping.extra}
+    temperature_suspects: set[int] = set()
+    given_temperatures: dict[int, float | None] = {}
+    if mapping.temperature:  # temperatures that look like the other unit (298 among 25s): the user decides
+        given_temperatures = {int(n): _parse_temperature(c)
+                              for n, c in zip(frame.index, role_cells["temperature"], strict=True)}
+        temperature_suspects = set(suspect_kelvin_rows(given_temperatures, options.temperature_unit))
+    other_unit = "K" if options.temperature_unit == "°C" else "°C"
     for position, number in enumerate(frame.index):
         role_values = {role: cells[position] for role, cells in role_cells.items()}
         formula_raw = formula_cells[position]
@@ -1154,6 +1177,12 @@ def clean_table(
         temperature: float | None = None
         if mapping.temperature:
             temperature = _parse_temperature(role_values["temperature"])
+            if int(number) in temperature_suspects and options.kelvin_rows == "convert":
+                assert temperature is not None
+                converted = round(to_unit(temperature, other_unit, options.temperature_unit), 6)
+                notes.append(f"temperature {temperature:g} read as {other_unit}, converted to {converted:g} "
+                             f"{options.temperature_unit}")
+                temperature = converted
             if options.temperature_window is not None:
                 low, high = options.temperature_window
                 if temperature is None:
@@ -1213,6 +1242,16 @@ def clean_table(
     rows["target"] = rows["target"].astype(float)
     summary = _summarise(rows, conflicts, options, raw)
     warnings = list(raw.warnings)
+    if temperature_suspects:
+        listed = sorted(temperature_suspects)
+        values = ", ".join(f"{given_temperatures[n]:g}" for n in listed[:10])
+        action = {"ask": "choose whether to convert them; nothing is imported until you do",
+                  "convert": f"converted to {options.temperature_unit} as chosen",
+                  "keep": "kept as given, as chosen"}[options.kelvin_rows]
+        warnings.append(
+            f"Row(s) {', '.join(map(str, listed[:20]))}{' …' if len(listed) > 20 else ''}: the temperature "
+            f"({values}) looks like {other_unit} in a column of mostly {options.temperature_unit} values; {action}"
+        )
     if cifs is not None and not (mapping.structure_file or mapping.id):
         warnings.append(
             "CIF files were given but neither a structure-file nor an id column is mapped; none is used"
@@ -1225,6 +1264,7 @@ def clean_table(
         raw=raw,
         mapping=mapping,
         options=options,
+        temperature_suspects=sorted(temperature_suspects),
     )
 
 

@@ -137,6 +137,7 @@ class VersionInfo:
     settings: dict[str, Any]
     summary: dict[str, Any]
     note: str | None
+    temperature_unit: str | None = None  # "°C" or "K"; None: no temperature column, or imported before it was asked
 
     @property
     def label(self) -> str:
@@ -427,6 +428,7 @@ def _store_version(
         target_name=result.mapping.target,
         target_unit=result.options.unit or None,
         target_transform="log10" if result.options.log10 else "none",
+        temperature_unit=result.options.temperature_unit if result.mapping.temperature else None,
         settings=_version_settings(result, settings),
         summary=_version_summary(result, n_attached, n_failed),
         n_rows=summary.n_rows,
@@ -636,6 +638,7 @@ def _version_info(version: DatasetVersion, dataset_name: str) -> VersionInfo:
         target_name=version.target_name,
         target_unit=version.target_unit,
         target_transform=version.target_transform,
+        temperature_unit=version.temperature_unit,
         n_rows=version.n_rows,
         n_kept=version.n_kept,
         n_rejected=version.n_rejected,

@@ -109,6 +109,7 @@ class DatasetVersion(Base):
     target_name: Mapped[str | None] = mapped_column(String(200))
     target_unit: Mapped[str | None] = mapped_column(String(100))
     target_transform: Mapped[str] = mapped_column(String(20), default="none")  # "none" | "log10"
+    temperature_unit: Mapped[str | None] = mapped_column(String(10))  # "°C" | "K"; None: not stated (before 0005)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # column mapping + cleaning options
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)  # counts shown after import
     n_rows: Mapped[int] = mapped_column(Integer, default=0)

@@ -331,3 +331,15 @@ def training_sets(run_ids: tuple[int, ...] | list[int], url: str | None = None) 
         formulas.append(composition or raw_formula)
         targets.append(float(target))
     return [found[run_id] for run_id in run_ids if run_id in found]
+
+
+def target_of_runs(run_ids: tuple[int, ...] | list[int], url: str | None = None) -> dict[str, str | None]:
+    """The target of the dataset version the runs trained on: ``{"name", "unit", "transform"}`` (Nones when the runs
+    are unknown), for labelling predictions (:func:`cosnet_core.units.target_label`)."""
+    query = (select(DatasetVersion.target_name, DatasetVersion.target_unit, DatasetVersion.target_transform)
+             .join(Run, Run.dataset_version_id == DatasetVersion.id).where(Run.id.in_(list(run_ids))).limit(1))
+    with session_scope(url) as session:
+        row = session.execute(query).first()
+    if row is None:
+        return {"name": None, "unit": None, "transform": "none"}
+    return {"name": row[0], "unit": row[1], "transform": row[2] or "none"}

@@ -23,7 +23,8 @@ from cosnet_core.hparams import DEFAULTS
 from cosnet_core.ingest import IngestError, suggest_mapping
 from cosnet_core.structure import StructureError, load_structure
 from cosnet_core.tabular import MAX_ABS_TARGET
-from db.results import model_choices, training_sets
+from cosnet_core.units import back_transformed, target_label
+from db.results import model_choices, target_of_runs, training_sets
 from db.structures import structures_of_formula
 from ui.predict_view import (
     ArtifactError,
@@ -37,6 +38,7 @@ from ui.predict_view import (
 from ui.state import database, visibility
 from ui.structure_viewer import structure_viewer
 from ui.text import md_escape, md_quote
+from ui.uploads import upload_limit_mb
 
 url = database()
 st.title("Predict")
@@ -76,6 +78,13 @@ with_forest = st.checkbox(
     "each of its seeds. The weight is fixed, not tuned.",
 )
 
+# the unit of the predictions: the target of the dataset the model was trained on
+target = target_of_runs(choice.run_ids, url)
+unit_label = target_label(target["name"], target["unit"], target["transform"])
+unit_caption = (f"Predictions are in the unit of the model's dataset: {unit_label}."
+                if target["unit"] or target["transform"] == "log10"
+                else "The dataset of this model states no unit: predictions are in its target's unit.")
+
 # the training compositions, for the applicability warnings: from the model files, else from the runs' stored rows
 training_rows = ensemble.training_rows()
 if training_rows is None and forest_sets:
@@ -92,7 +101,7 @@ with single:
     if uses_structures:
         source = st.radio("Crystal structure", ["none", "upload a CIF", "from the structure library"], horizontal=True)
         if source == "upload a CIF":
-            cif = st.file_uploader("CIF file", type=["cif"], key="predict-cif")
+            cif = st.file_uploader("CIF file", type=["cif"], key="predict-cif", max_upload_size=upload_limit_mb())
             if cif is not None:
                 try:
                     structure = bounded_structure(cif.getvalue().decode("utf-8", errors="replace"), cif.name)
@@ -133,14 +142,17 @@ with single:
                          "nothing is shown.")
                 st.stop()
             columns = st.columns(3)
-            columns[0].metric("Prediction", f"{row['prediction']:.3f}")
+            columns[0].metric(f"Prediction, {unit_label}", f"{row['prediction']:.3f}")
             columns[1].metric("Ensemble std", f"{row['prediction_std']:.3f}")
             columns[2].metric("Composition weight w_C", f"{row['w_c']:.2f}")
             if with_forest:
                 st.caption(f"Ensemble + forest (50/50): the ensemble predicts {row['prediction_ensemble']:.3f}, the "
                            f"forest {row['prediction_forest']:.3f}; the ensemble std is the seeds' spread.")
+            linear = back_transformed(float(row["prediction"]), target["name"], target["unit"], target["transform"])
+            if linear:
+                st.markdown(f"**{linear}** (10 to the power of the prediction)")
             st.caption(
-                "The prediction is in the units the model was trained on (see its dataset). w_C = 1 means the "
+                f"{unit_caption} w_C = 1 means the "
                 "composition network alone decided; a smaller w_C means the structure contributed."
             )
             mismatch = structure_mismatch(composition, structure if uses_structures else None)
@@ -158,8 +170,10 @@ with single:
 
 with batch:
     st.write("Upload a CSV or TSV with one formula per row (and, optionally, a zip of CIFs named in a column).")
-    table_file = st.file_uploader("Table", type=["csv", "tsv"], key="predict-table")
-    zip_file = st.file_uploader("CIF zip (optional)", type=["zip"], key="predict-zip") if uses_structures else None
+    table_file = st.file_uploader("Table", type=["csv", "tsv"], key="predict-table", max_upload_size=upload_limit_mb())
+    zip_file = st.file_uploader(
+        "CIF zip (optional)", type=["zip"], key="predict-zip", max_upload_size=upload_limit_mb()
+    ) if uses_structures else None
     if table_file is not None:
         if not table_file.getvalue().strip():
             st.error(f"The table {md_quote(table_file.name)} is empty: give a header line and one formula per row.")
@@ -203,6 +217,13 @@ with batch:
                 [s.composition for s in samples], [s.structure if uses_structures else None for s in samples], domain,
             )], axis=1)
             result = batch_result(read, predicted)
+            result.insert(result.columns.get_loc("prediction_std") + 1, "unit", unit_label)
+            if target["transform"] == "log10":  # the back-transformed value beside the stored log10
+                linear_column = f"10^prediction ({target['unit'] or 'linear'})"
+                result.insert(result.columns.get_loc("unit") + 1, linear_column,
+                              [10.0 ** v if pd.notna(v) and abs(v) < 300 else float("nan")
+                               for v in result["prediction"]])
+            st.caption(unit_caption)
             n_refused = int((result["reason"].fillna("") != "").sum())
             if n_refused:
                 st.warning(f"{n_refused} row(s) could not be predicted; their reason is in the table.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
@@ -32,6 +33,7 @@ from cosnet_core.ingest import (
     read_table,
     suggest_mapping,
 )
+from cosnet_core.units import TEMPERATURE_UNITS, significant, suggest_log10, suggest_target_unit, target_label
 from db.access import AccessDenied
 from db.datasets import (
     DatasetInfo,
@@ -275,11 +277,8 @@ def target_histogram(values: Iterable[float], axis_title: str) -> alt.Chart:
 
 
 def target_axis_title(version: VersionInfo) -> str:
-    """``"log10(ionic conductivity / S/cm)"``-style axis title for a version's target."""
-    name = version.target_name or "target"
-    unit = version.target_unit
-    inner = f"{name} ({unit})" if unit else name
-    return f"log10 of {inner}" if version.target_transform == "log10" else inner
+    """``"log10(σ / S cm⁻¹)"``-style axis title for a version's target (:func:`cosnet_core.units.target_label`)."""
+    return target_label(version.target_name, version.target_unit, version.target_transform)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -338,18 +337,18 @@ def _mapping_widgets(raw: RawTable, token: str, preset: Mapping[str, Any] | None
 
 def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, Any] | None) -> CleaningOptions:
     st.subheader("3. Target and cleaning options")
-    looks_like_conductivity = "conduct" in (mapping.target or "").lower()
     preset = preset or {}
     left, right = st.columns(2)
     unit = left.text_input(
         "Unit of the target (a label; values are not converted)",
-        value=preset.get("unit", "S/cm" if looks_like_conductivity else ""),
+        value=preset.get("unit", suggest_target_unit(mapping.target)[0]),
         key=f"opt_unit_{token}",
     )
+    suggested_log10 = suggest_log10(mapping.target, unit)  # the same answer for the name and for the unit typed
     log10 = left.checkbox(
         "Store log10 of the target (conductivities); non-positive values are rejected",
-        value=bool(preset.get("log10", looks_like_conductivity)),
-        key=f"opt_log10_{token}",
+        value=bool(preset.get("log10", suggested_log10)),
+        key=f"opt_log10_{token}_{suggested_log10}",
     )
     censored = left.radio(
         "Censored values (such as <1E-10, or flagged in the censored-flag column)",
@@ -367,6 +366,15 @@ def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, An
     )
     window = None
     missing = "filter"
+    temperature_unit = "°C"
+    if mapping.temperature:
+        named_kelvin = re.sub(r"[^a-z]", "", mapping.temperature.lower()).endswith("k")  # temperature (K), T_K
+        temperature_unit = right.radio(
+            "Unit of the temperature column", list(TEMPERATURE_UNITS), horizontal=True,
+            index=list(TEMPERATURE_UNITS).index(preset.get("temperature_unit", "K" if named_kelvin else "°C")),
+            help="Stored with the dataset; the temperature window below is in this unit.",
+            key=f"opt_tunit_{token}",
+        )
     stored_window = preset.get("temperature_window") or (20.0, 30.0)
     use_window = right.checkbox(
         "Keep only a temperature window",
@@ -393,6 +401,8 @@ def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, An
         temperature_window=window,
         missing_temperature=missing,
         duplicates=duplicates,
+        temperature_unit=temperature_unit,
+        kelvin_rows=st.session_state.get(f"opt_kelvin_{token}") or preset.get("kelvin_rows", "ask"),
     )
 
 
@@ -446,8 +456,11 @@ def _preview(result: IngestResult, uploaded: UploadedStructures) -> None:
             key="download_preview_unused",
         )
     st.markdown("The first cleaned rows:")
-    shown = rows.head(20)[["status", "formula_raw", "reduced_formula", "target", "reason"]]
-    st.dataframe(shown, width="stretch")
+    shown = rows.head(20)[["status", "formula_raw", "reduced_formula", "target", "reason"]].copy()
+    shown["target"] = shown["target"].map(significant)  # 4.4e-18 stays 4.4e-18, never 0.000000000000000004
+    options = result.options
+    label = target_label(result.mapping.target, options.unit, "log10" if options.log10 else "none")
+    st.dataframe(shown.rename(columns={"target": label}), width="stretch")
 
 
 def _destination(
@@ -563,10 +576,11 @@ def upload_section(url: str, limits: IngestLimits) -> None:
     members = tuple(sorted({m for m in result.rows["cif_member"] if isinstance(m, str)}))
     uploaded = _parse_cifs(cifs, members) if cifs and members else UploadedStructures()
     _preview(result, uploaded)
+    unanswered = _kelvin_question(result, token)
 
     datasets = [d for d in list_datasets(url, **visibility()) if may_change(d.owner)]
     target, dataset_name = _destination(datasets, PurePath(name).stem, token, reclean.get("dataset_id"))
-    if not st.button("Import", type="primary", key=f"import_{token}"):
+    if not st.button("Import", type="primary", key=f"import_{token}", disabled=unanswered):
         return
     settings: dict[str, Any] = {"table_filename": name}
     if archive is not None:
@@ -612,8 +626,29 @@ def _options_dict(options: CleaningOptions) -> dict[str, Any]:
     return {
         "unit": options.unit, "log10": options.log10, "censored": options.censored,
         "temperature_window": options.temperature_window, "missing_temperature": options.missing_temperature,
-        "duplicates": options.duplicates,
+        "duplicates": options.duplicates, "temperature_unit": options.temperature_unit,
+        "kelvin_rows": options.kelvin_rows,
     }
+
+
+def _kelvin_question(result: IngestResult, token: str) -> bool:
+    """Ask what to do with temperatures that look like the other unit (298 among 25s); True while unanswered."""
+    if not result.temperature_suspects:
+        return False
+    unit = result.options.temperature_unit
+    other = "K" if unit == "°C" else "°C"
+    rows = ", ".join(map(str, result.temperature_suspects[:20])) + (" …" if len(result.temperature_suspects) > 20
+                                                                     else "")
+    st.radio(
+        f"Row(s) {rows}: their temperature looks like {other} in a column of {unit}. What are they?",
+        ["convert", "keep"], index=None, key=f"opt_kelvin_{token}",
+        format_func={"convert": f"{other}: convert them to {unit}", "keep": f"{unit}: keep them as given"}.__getitem__,
+    )
+    if result.options.kelvin_rows == "ask":
+        st.warning("Answer the temperature question above before importing: nothing is filtered or converted "
+                   "silently.")
+        return True
+    return False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -661,6 +696,7 @@ def render_summary(url: str, version: VersionInfo) -> None:
         f"{version.created_at:%Y-%m-%d %H:%M}; target column {md_quote(version.target_name)}"
         + (f", unit {md_escape(version.target_unit)}" if version.target_unit else "")
         + (", stored as log10" if version.target_transform == "log10" else "")
+        + (f"; temperatures in {version.temperature_unit}" if version.temperature_unit else "")
         + "."
     )
     first = st.columns(4)

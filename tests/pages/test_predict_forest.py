@@ -39,6 +39,6 @@ def test_the_checkbox_serves_the_ensemble_averaged_with_the_forest(study_with_tr
         [Sample(id="x", composition=composition, target=None)]).iloc[0]["prediction"]
     rows = (SALTS[:9], [float(i % 4) for i in range(9)])
     forest = forest_predictions([rows, rows], [composition])[0]  # both seeds trained on the same rows here
-    shown = float(next(m.value for m in at.metric if m.label == "Prediction"))
+    shown = float(next(m.value for m in at.metric if m.label.startswith("Prediction")))
     assert shown == pytest.approx(0.5 * ensemble + 0.5 * forest, abs=5e-4)
     assert any(c.value.startswith("Ensemble + forest (50/50)") for c in at.caption)

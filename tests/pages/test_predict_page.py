@@ -43,19 +43,24 @@ def trained_artifacts(tmp_path_factory) -> list:
     return paths
 
 
-@pytest.fixture()
-def trained_study(app_env, trained_artifacts):
-    """The trained artifacts stored as a finished study."""
+def store_as_study(paths, name: str = "salts", **version_fields) -> None:
+    """Store the two artifacts ``paths`` as a finished bimodal-aug study of a new dataset version."""
     with session_scope() as session:
-        version = DatasetVersion(dataset=Dataset(name="salts"), number=1, target_name="gap", target_unit="eV")
-        study = Study(name="salts", dataset_version=version, modes=["bimodal-aug"], seeds=[0, 1], status="succeeded")
+        version = DatasetVersion(dataset=Dataset(name=name), number=1, **version_fields)
+        study = Study(name=name, dataset_version=version, modes=["bimodal-aug"], seeds=[0, 1], status="succeeded")
         session.add(study)
         session.flush()
-        for seed, path in zip((0, 1), trained_artifacts, strict=True):
+        for seed, path in zip((0, 1), paths, strict=True):
             run = Run(study=study, dataset_version_id=version.id, mode="bimodal-aug", seed=seed, status="succeeded")
             session.add(run)
             session.flush()
             session.add(ModelArtifact(run_id=run.id, path=str(path), sha256="0" * 64, size_bytes=path.stat().st_size))
+
+
+@pytest.fixture()
+def trained_study(app_env, trained_artifacts):
+    """The trained artifacts stored as a finished study."""
+    store_as_study(trained_artifacts, target_name="gap", target_unit="eV")
     return trained_artifacts
 
 
@@ -74,6 +79,8 @@ def test_single_formula_prediction_with_ensemble_spread(trained_study, app_test)
     next(b for b in at.button if b.label == "Predict").click().run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
+    assert "Prediction, gap (eV)" in metrics  # the unit of the model's dataset (issue 16, item 3)
+    metrics["Prediction"] = metrics["Prediction, gap (eV)"]
     expected = load_ensemble(trained_study[0].parent).predict(
         [Sample(id="x", composition=parse_formula("NaI"), target=None)]
     ).iloc[0]
