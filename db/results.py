@@ -90,12 +90,11 @@ def preferred_study(studies: list[StudyInfo], version_id: int | None, dataset_id
 
 
 def target_label(version: DatasetVersion) -> str:
-    """The target with its unit as an axis title, e.g. ``Ionic conductivity (log10 S/cm)``."""
-    name = version.target_name or "target"
-    unit = version.target_unit or ""
-    if version.target_transform == "log10":
-        unit = f"log10 {unit}".strip()
-    return f"{name} ({unit})" if unit else name
+    """The target with its unit as an axis title, e.g. ``log10(σ / S cm⁻¹)`` or ``Band gap (eV)``: the one label of
+    :func:`cosnet_core.units.target_label`, as on the Datasets and Predict pages."""
+    from cosnet_core.units import target_label as label
+
+    return label(version.target_name, version.target_unit, version.target_transform)
 
 
 def list_studies(

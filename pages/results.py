@@ -147,7 +147,8 @@ table_columns = {
 table = shown[[c for c in table_columns if c in shown.columns]].rename(columns=table_columns)
 st.dataframe(table, hide_index=True, width="stretch")
 st.download_button(
-    "Download these rows as CSV", safe_to_csv(table, index=False).encode(), file_name=f"study-{study_id}-{mode}.csv",
+    "Download these rows as CSV", safe_to_csv(table.assign(unit=target), index=False).encode(),  # with its unit
+    file_name=f"study-{study_id}-{mode}.csv",
     mime="text/csv",
 )
 

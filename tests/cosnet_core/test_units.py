@@ -65,3 +65,14 @@ def test_clean_table_asks_then_converts_only_when_told():
     assert kept.rows.loc[3, "status"] == "filtered" and kept.rows.loc[3, "temperature"] == 298
     with pytest.raises(IngestError, match="temperature unit"):
         clean_table(raw, mapping, CleaningOptions(temperature_unit="F"))
+
+
+def test_the_results_page_labels_its_axes_with_the_same_unit_label():
+    from db.models import DatasetVersion
+    from db.results import target_label as results_label
+
+    conductivity = DatasetVersion(target_name="Ionic conductivity (S cm-1)", target_unit="S/cm",
+                                  target_transform="log10")
+    assert results_label(conductivity) == "log10(σ / S cm⁻¹)"  # was "Ionic conductivity (S cm-1) (log10 S/cm)"
+    assert results_label(DatasetVersion(target_name="Band gap", target_unit="eV", target_transform="none")) \
+        == "Band gap (eV)"

@@ -81,3 +81,17 @@ def test_predict_shows_the_unit_and_the_back_transformed_value(conductivity_stud
     result = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
     assert (result["unit"] == "log10(σ / S cm⁻¹)").all()
     assert result["10^prediction (S/cm)"].to_numpy() == pytest.approx(10.0 ** result["prediction"].to_numpy())
+
+
+def test_results_download_carries_the_unit(app_test, downloads):
+    import pandas as pd
+
+    from tests.pages.results_fixtures import store_study
+
+    store_study(n_entries=12)
+    at = app_test()
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, at.exception
+    rows = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
+    assert len(rows) and (rows["unit"] == "Band gap (eV)").all()
