@@ -84,6 +84,13 @@ def _add_table_arguments(parser: argparse.ArgumentParser, *, with_target: bool) 
             help="log10 for quantities spanning decades (e.g. conductivity in S/cm)",
         )
         parser.add_argument("--split-col", help="column with train/val/test labels (val carved from train if absent)")
+        parser.add_argument(
+            "--censored", choices=("exclude", "drop", "bound"), default="exclude",
+            help="targets that are bounds (<1E-10, or flagged in --censored-col): exclude = refuse those rows "
+                 "(listed in input_errors.csv); drop / bound = read them as bounds, never scored, and drop them "
+                 "from training or train with the censored loss (TrainConfig.censored)",
+        )
+        parser.add_argument("--censored-col", help="yes/no column: yes = the target is an upper bound")
     parser.add_argument("--structure-col", help="column with a structure file name inside --structures (empty = none)")
     parser.add_argument("--structures", type=Path, help="folder of CIF files")
     parser.add_argument("--id-col", help="column with unique row ids (default: row<line>)")
@@ -231,8 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     _add_training_arguments(reproduce)
     reproduce.add_argument(
-        "--fractions", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-        help="Figure 2: shares of structured rows whose structure is hidden (none = skip Figure 2)",
+        "--structure-fractions", type=float, nargs="*", default=None,
+        help="Figure 2: shares of the structured rows that keep their structure, the x-axis of the app's Figure 2 "
+        "(default 0 0.2 0.4 0.6 0.8 1; none given = skip Figure 2)",
+    )
+    reproduce.add_argument(
+        "--fractions", type=float, nargs="*", default=None,
+        help="the same as shares whose structure is hidden (1 - kept), for older scripts",
     )
     reproduce.add_argument("--out", required=True, type=Path, help="report folder")
     return parser
@@ -274,6 +286,7 @@ def _train_config(args: argparse.Namespace, mode: str) -> Any:
         "hidden_dim": args.hidden_dim, "fusion": args.fusion, "weight": args.weight, "head": args.head,
         "cell_features": args.cell_features, "descriptors": args.descriptors, "init_from": _init_from(args),
         "structure_features": args.structure_features, "nonnegative": args.nonnegative,
+        **({"censored": args.censored} if getattr(args, "censored", "exclude") != "exclude" else {}),
     })
 
 
@@ -382,10 +395,9 @@ def run_training(
     from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
     from cosnet_core.evaluate import (
         alignment_r2,
-        ensemble_metrics,
         mean_std,
         subset_metrics,
-        summarize_over_seeds,
+        table1_of_runs,
         volume_per_atom,
     )
     from cosnet_core.splits import SEED_PROTOCOL_TEXT
@@ -395,6 +407,7 @@ def run_training(
     baseline_cache = baseline_cache if baseline_cache is not None else BaselineCache()
     prediction_frames, history_rows, per_seed_metrics, per_seed_alignment = [], [], [], []
     lower_bounds: list[float | None] = []  # TrainConfig.nonnegative as decided on each seed's training rows
+    censored_rows: list[dict[str, int]] = []  # per seed, the bounds trained on, dropped, left out of validation
     baseline_runs, baseline_frames, test_frames = [], [], []
     config = _train_config(args, mode)
     for seed in args.seeds:
@@ -417,6 +430,7 @@ def run_training(
         result = fit(split.train, split.val, config, callback=report, cache=cache)
         save_artifact(out / "models" / f"seed_{seed}.pt", result)
         lower_bounds.append(result.normalizer.lower_bound)
+        censored_rows.append(result.censored_rows)
         for part_name, part in (("train", split.train), ("val", split.val), ("test", split.test)):
             if not part:
                 continue
@@ -470,12 +484,10 @@ def run_training(
         "seed_protocol_text": SEED_PROTOCOL_TEXT[args.seed_protocol],
         "split_seed": args.split_seed if args.seed_protocol == "fixed-test" else None,
         "epochs": args.epochs,
-        "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
+        "test": table1.get("test", {}),
         "baselines": summarize_baselines(baseline_runs),
-        "ensemble": ensemble_metrics(test_frames),
-        "ensemble_with_forest": ensemble_metrics(
-            test_frames, forest=[run.prediction_frame("rf_magpie") for run in baseline_runs]
-        ),
+        "ensemble": table1.get("ensemble"),
+        "ensemble_with_forest": table1.get("ensemble_with_forest"),
         "ensemble_method": ENSEMBLE_METHOD,
         "baselines_method": (
             "fitted on each seed's training rows, scored on its test rows: the training-set mean, and a "

@@ -412,7 +412,8 @@ def structure_fraction_experiment(
                 result = fit(part_train, part_val, run_config, cache=cache)
                 predicted = predict_samples(result, part_test, cache=cache)
                 target = np.array([s.target for s in part_test], dtype=float)
-                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure)
+                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure,
+                                         [getattr(s, "censored", None) for s in part_test])
                 rows.append(
                     {
                         "hidden_fraction": fraction,

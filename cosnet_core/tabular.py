@@ -150,6 +150,27 @@ def parse_target(text: str, transform: TargetTransform = "none") -> float:
     return value
 
 
+def parse_bounded_target(text: str, transform: TargetTransform = "none") -> tuple[float, str | None]:
+    """A target cell that may be a bound: ``<1E-10`` gives (the bound, ``"<"``), a number (it, None).
+
+    Args:
+        text: the cell text.
+        transform: as :func:`parse_target` (applied to the bound's number).
+
+    Returns:
+        ``(value, sign)`` with ``sign`` ``"<"`` or ``">"`` for a bound (``<=``/``≤`` count as ``<``), else None.
+
+    Raises:
+        ValueError: as :func:`parse_target`.
+    """
+    cleaned = text.strip()
+    sign = None
+    if cleaned[:1] in ("<", ">", "≤", "≥"):
+        sign = "<" if cleaned[0] in "<≤" else ">"
+        cleaned = cleaned[1:].lstrip("=").strip()
+    return parse_target(cleaned, transform), sign
+
+
 def structure_file_in(folder: Path, name: str) -> Path:
     """The file ``name`` (or ``name.cif``) inside ``folder``, refusing any path that leads out of it.
 
@@ -191,6 +212,8 @@ def read_table(
     target_transform: TargetTransform = "none",
     embedding: ElementEmbedding | None = None,
     missing_structure: Literal["refuse", "composition"] = "refuse",
+    bounds: bool = False,
+    censored_col: str | None = None,
 ) -> TableReadResult:
     """Read a table into :class:`cosnet_core.data.Sample` rows.
 
@@ -207,6 +230,10 @@ def read_table(
         missing_structure: a structure file name that is not in the folder: ``"refuse"`` the row (training), or
             keep it without a structure (``"composition"``, for prediction) and list it in ``warnings``. Names
             leading out of the folder are refused either way.
+        bounds: read target cells such as ``<1E-10`` as bounds (``Sample.censored``) instead of refusing the row.
+        censored_col: a yes/no column (:func:`cosnet_core.ingest.parse_flag`): yes = the target is an upper bound;
+            without ``bounds`` such a row is refused (a bound is not a measurement), with it the row is kept as a
+            bound. A cell that is neither yes nor no refuses the row.
 
     Returns:
         The samples and the per-row errors.
@@ -222,7 +249,7 @@ def read_table(
     frame = _read_frame(path)
     _require_columns(
         frame, path, formula_col=formula_col, target_col=target_col, structure_col=structure_col,
-        split_col=split_col, id_col=id_col,
+        split_col=split_col, id_col=id_col, censored_col=censored_col,
     )
     folder = Path(structures_dir) if structures_dir is not None else None
     if structure_col is not None and (folder is None or not folder.is_dir()):
@@ -258,13 +285,28 @@ def read_table(
             if missing:
                 fail(formula_col, formula, f"element(s) {', '.join(missing)} have no vector in {embedding.name}")
                 continue
-        target = None
+        target, censored = None, None
         if target_col is not None:
             try:
-                target = parse_target(str(record[target_col]), target_transform)
+                if bounds:
+                    target, censored = parse_bounded_target(str(record[target_col]), target_transform)
+                else:
+                    target = parse_target(str(record[target_col]), target_transform)
             except ValueError as error:
                 fail(target_col, record[target_col], str(error))
                 continue
+        if target_col is not None and censored_col is not None:
+            from cosnet_core.ingest import parse_flag
+
+            flag = parse_flag(record[censored_col])
+            if flag is None:
+                fail(censored_col, record[censored_col], "the censored flag is not yes or no (yes/no, true/false, 1/0)")
+                continue
+            if flag and not bounds:
+                fail(censored_col, record[censored_col],
+                     "the target is flagged as an upper bound, not a measured value (censored rows are not used)")
+                continue
+            censored = censored or ("<" if flag else None)
         structure, structure_id = None, None
         if structure_col is not None and str(record[structure_col]).strip():
             assert folder is not None
@@ -296,6 +338,7 @@ def read_table(
                 structure_id=structure_id,
                 split=split,
                 formula=formula,
+                censored=censored,
             )
         )
     result.errors = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
