@@ -238,13 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     _add_training_arguments(reproduce)
     reproduce.add_argument(
-        "--structure-fractions", type=float, nargs="*", default=None,
-        help="Figure 2: shares of the structured rows that keep their structure, the x-axis of the app's Figure 2 "
-        "(default 0 0.2 0.4 0.6 0.8 1; none given = skip Figure 2)",
-    )
-    reproduce.add_argument(
-        "--fractions", type=float, nargs="*", default=None,
-        help="the same as shares whose structure is hidden (1 - kept), for older scripts",
+        "--fractions", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        help="Figure 2: shares of structured rows whose structure is hidden (none = skip Figure 2)",
     )
     reproduce.add_argument("--out", required=True, type=Path, help="report folder")
     return parser
@@ -336,6 +331,8 @@ def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Pa
         split_col=getattr(args, "split_col", None), id_col=args.id_col,
         target_transform=getattr(args, "target_transform", "none"), embedding=embedding,
         missing_structure="refuse" if row_warnings is None else "composition",
+        bounds=with_target and getattr(args, "censored", "exclude") != "exclude",
+        censored_col=getattr(args, "censored_col", None) if with_target else None,
     )
     for warning in table.warnings.itertuples(index=False):
         assert row_warnings is not None
@@ -395,9 +392,10 @@ def run_training(
     from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
     from cosnet_core.evaluate import (
         alignment_r2,
+        ensemble_metrics,
         mean_std,
         subset_metrics,
-        table1_of_runs,
+        summarize_over_seeds,
         volume_per_atom,
     )
     from cosnet_core.splits import SEED_PROTOCOL_TEXT
@@ -451,10 +449,11 @@ def run_training(
             )
             if part_name == "test":
                 target = np.array([s.target for s in part], dtype=float)
-                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure)
+                bounds = [s.censored for s in part]  # never scored as measurements
+                metrics = subset_metrics(target, predicted.prediction, predicted.has_structure, bounds)
                 test_frames.append(pd.DataFrame({"id": predicted.ids, "target": target,
                                                  "prediction": predicted.prediction,
-                                                 "has_structure": predicted.has_structure}))
+                                                 "has_structure": predicted.has_structure, "censored": bounds}))
                 per_seed_metrics.append(metrics)
                 rows = np.flatnonzero(predicted.has_structure)
                 volumes = [volume_per_atom(part[i].structure) for i in rows]
@@ -484,10 +483,12 @@ def run_training(
         "seed_protocol_text": SEED_PROTOCOL_TEXT[args.seed_protocol],
         "split_seed": args.split_seed if args.seed_protocol == "fixed-test" else None,
         "epochs": args.epochs,
-        "test": table1.get("test", {}),
+        "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
         "baselines": summarize_baselines(baseline_runs),
-        "ensemble": table1.get("ensemble"),
-        "ensemble_with_forest": table1.get("ensemble_with_forest"),
+        "ensemble": ensemble_metrics(test_frames),
+        "ensemble_with_forest": ensemble_metrics(
+            test_frames, forest=[run.prediction_frame("rf_magpie") for run in baseline_runs]
+        ),
         "ensemble_method": ENSEMBLE_METHOD,
         "baselines_method": (
             "fitted on each seed's training rows, scored on its test rows: the training-set mean, and a "
@@ -495,6 +496,8 @@ def run_training(
         ),
         "train_config": {k: v for k, v in config.to_dict().items() if k != "seed"},
         "target_lower_bound": lower_bounds[0] if len(set(lower_bounds)) == 1 else lower_bounds,
+        "censored": getattr(args, "censored", "exclude"),
+        "censored_rows_per_seed": censored_rows,
         "alignment_r2": None if math.isnan(alignment_mean) else alignment_mean,
         "alignment_r2_std": None if math.isnan(alignment_std) else alignment_std,
         "alignment_r2_method": "5-fold KFold cross-validated R² of standardised RidgeCV from C to volume per atom",
