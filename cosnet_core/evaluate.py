@@ -341,6 +341,44 @@ def ensemble_metrics(
     return {subset: {**entry, "members": len(per_seed_frames)} for subset, entry in metrics.items()}
 
 
+def table1_of_runs(
+    frame: pd.DataFrame, forest: Sequence[pd.DataFrame] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Table 1 per mode from the test predictions of a set of runs: the one computation behind the command line's
+    ``metrics.json``, the app's study results and the Results page.
+
+    Per run (one mode and seed), :func:`subset_metrics` on its test rows; per mode, their mean ± std
+    (:func:`summarize_over_seeds`), the seed ensemble and its 50/50 blend with the forest (:func:`ensemble_metrics`).
+
+    Args:
+        frame: one row per (run, test row) with ``mode, run, id, target, prediction, has_structure`` (and
+            ``censored`` where the target may be a bound).
+        forest: the forest baseline's test predictions per seed (``id, prediction``) for the blend, or None.
+
+    Returns:
+        ``{mode: {"test": summary over runs, "per_run": [subset_metrics per run], "runs": [run keys],
+        "ensemble": ..., "ensemble_with_forest": ... (None without ``forest``)}}``, modes in order of appearance.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for mode, mode_rows in frame.groupby("mode", sort=False):
+        runs = list(mode_rows.groupby("run", sort=False))
+        per_run, frames = [], []
+        for _, rows in runs:
+            bounds = {"censored": rows["censored"]} if "censored" in rows.columns else {}
+            per_run.append(subset_metrics(rows["target"], rows["prediction"], rows["has_structure"].astype(bool),
+                                          **bounds))
+            frames.append(pd.DataFrame({"id": rows["id"].astype(str).to_numpy(), "target": rows["target"].to_numpy(),
+                                        "prediction": rows["prediction"].to_numpy(),
+                                        "has_structure": rows["has_structure"].astype(bool).to_numpy(),
+                                        **{k: v.to_numpy() for k, v in bounds.items()}}))
+        found[str(mode)] = {
+            "test": summarize_over_seeds(per_run), "per_run": per_run, "runs": [key for key, _ in runs],
+            "ensemble": ensemble_metrics(frames),
+            "ensemble_with_forest": ensemble_metrics(frames, forest=forest) if forest else None,
+        }
+    return found
+
+
 def hide_structures(samples: Sequence[Any], fraction: float, *, seed: int = 0) -> list[Any]:
     """Copies of the samples where the structures of a random ``fraction`` of the rows that have one are removed.
 
