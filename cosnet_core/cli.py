@@ -238,8 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     _add_training_arguments(reproduce)
     reproduce.add_argument(
-        "--fractions", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-        help="Figure 2: shares of structured rows whose structure is hidden (none = skip Figure 2)",
+        "--structure-fractions", type=float, nargs="*", default=None,
+        help="Figure 2: shares of the structured rows that keep their structure, the x-axis of the app's Figure 2 "
+        "(default 0 0.2 0.4 0.6 0.8 1; none given = skip Figure 2)",
+    )
+    reproduce.add_argument(
+        "--fractions", type=float, nargs="*", default=None,
+        help="the same as shares whose structure is hidden (1 - kept), for older scripts",
     )
     reproduce.add_argument("--out", required=True, type=Path, help="report folder")
     return parser
@@ -392,10 +397,9 @@ def run_training(
     from cosnet_core.baselines import BaselineCache, fit_baselines, summarize_baselines
     from cosnet_core.evaluate import (
         alignment_r2,
-        ensemble_metrics,
         mean_std,
         subset_metrics,
-        summarize_over_seeds,
+        table1_of_runs,
         volume_per_atom,
     )
     from cosnet_core.splits import SEED_PROTOCOL_TEXT
@@ -473,6 +477,12 @@ def run_training(
     safe_to_csv(pd.concat(baseline_frames, ignore_index=True)[list(BASELINE_PREDICTION_COLUMNS)],
                 out / "baseline_predictions.csv", index=False)
     alignment_mean, alignment_std = mean_std(per_seed_alignment)
+    # Table 1 through the one computation the app's studies and the Results page use
+    table1 = table1_of_runs(
+        pd.concat([frame.assign(mode=mode, run=seed) for frame, seed in zip(test_frames, args.seeds, strict=False)],
+                  ignore_index=True),
+        forest=[run.prediction_frame("rf_magpie") for run in baseline_runs],
+    ).get(mode, {}) if test_frames else {}
     metrics = {
         "mode": mode,
         "preset": args.preset,
@@ -483,12 +493,10 @@ def run_training(
         "seed_protocol_text": SEED_PROTOCOL_TEXT[args.seed_protocol],
         "split_seed": args.split_seed if args.seed_protocol == "fixed-test" else None,
         "epochs": args.epochs,
-        "test": summarize_over_seeds(per_seed_metrics) if per_seed_metrics else {},
+        "test": table1.get("test", {}),
         "baselines": summarize_baselines(baseline_runs),
-        "ensemble": ensemble_metrics(test_frames),
-        "ensemble_with_forest": ensemble_metrics(
-            test_frames, forest=[run.prediction_frame("rf_magpie") for run in baseline_runs]
-        ),
+        "ensemble": table1.get("ensemble"),
+        "ensemble_with_forest": table1.get("ensemble_with_forest"),
         "ensemble_method": ENSEMBLE_METHOD,
         "baselines_method": (
             "fitted on each seed's training rows, scored on its test rows: the training-set mean, and a "
@@ -696,15 +704,21 @@ def command_reproduce(args: argparse.Namespace) -> int:
             extra_rows["significant_vs_composition"] = False
         safe_to_csv(pd.concat([frame1, extra_rows], ignore_index=True), out / "table1.csv", index=False)
         safe_to_csv(pd.DataFrame(table2), out / "table2.csv", index=False)
-        if args.fractions:
+        if args.structure_fractions is not None:
+            hidden = [round(1.0 - kept, 12) for kept in args.structure_fractions]
+        else:
+            hidden = args.fractions if args.fractions is not None else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        if hidden:
             figure_modes = [m for m in args.modes if m != "composition"] or list(args.modes)
             split = _split(samples, args, args.seeds[0])
             figure = structure_fraction_experiment(
                 split.train, split.val, split.test, _train_config(args, figure_modes[0]),
-                fractions=args.fractions, modes=figure_modes, seeds=args.seeds, cache=cache,
+                fractions=hidden, modes=figure_modes, seeds=args.seeds, cache=cache,
             )
+            # the x-axis is the share of structures kept, as the app's Figure 2 (hidden_fraction = 1 - it)
+            figure.insert(0, "structure_fraction", (1.0 - figure["hidden_fraction"]).round(12))
             safe_to_csv(figure, out / "figure2.csv", index=False)
-            summary = figure.groupby(["hidden_fraction", "mode"])["test_mae"].agg(["mean", "std"]).reset_index()
+            summary = figure.groupby(["structure_fraction", "mode"])["test_mae"].agg(["mean", "std"]).reset_index()
             safe_to_csv(summary, out / "figure2_summary.csv", index=False)
             _plot_figure2(summary, out / "figure2.png")
     _say(f"Table 1, Table 2 and Figure 2 written to {out}", quiet=args.quiet)
@@ -721,8 +735,8 @@ def _plot_figure2(summary: pd.DataFrame, path: Path) -> None:
         return
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for mode, rows in summary.groupby("mode"):
-        axis.errorbar(rows["hidden_fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", label=mode)
-    axis.set_xlabel("share of structures hidden")
+        axis.errorbar(rows["structure_fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", label=mode)
+    axis.set_xlabel("share of structures kept")
     axis.set_ylabel("test MAE")
     axis.legend()
     figure.tight_layout()

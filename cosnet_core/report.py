@@ -23,12 +23,10 @@ import numpy as np
 import pandas as pd
 
 from cosnet_core.evaluate import (
-    ensemble_metrics,
     is_significant_difference,
     mean_std,
     measured_mask,
-    subset_metrics,
-    summarize_over_seeds,
+    table1_of_runs,
 )
 
 SUBSET_LABELS = {"all": "complete", "without_structure": "w/o structure", "with_structure": "w/ structure"}
@@ -247,22 +245,13 @@ def table1(
     n_forest_seeds = len(forest)
     records = []
     summaries: dict[str, tuple[dict[str, dict[str, float]], int, str, str | None]] = {}
-    for mode, mode_rows in rows.groupby("mode", sort=False):
-        runs = [run for _, run in mode_rows.groupby("run_id")]
-        per_run = [subset_metrics(run["target"], run["prediction"], run["has_structure"].astype(bool),
-                                  run["censored"] if "censored" in run.columns else None) for run in runs]
-        summaries[mode] = (summarize_over_seeds(per_run), len(per_run), "model", mode)
-        frames = [
-            pd.DataFrame({"id": run["entry_id"].astype(str), "target": run["target"], "prediction": run["prediction"],
-                          "has_structure": run["has_structure"].astype(bool),
-                          **({"censored": run["censored"]} if "censored" in run.columns else {})})
-            for run in runs
-        ]
-        found = {"ensemble": ensemble_metrics(frames),
-                 "ensemble_with_forest": ensemble_metrics(frames, forest=forest) if n_forest_seeds else None}
-        for kind, metrics in found.items():
-            if metrics:
-                summaries[mode + _KIND_SUFFIX[kind]] = (_as_summary(metrics), len(runs), kind, mode)
+    # the one Table 1 computation (the command line's metrics.json and the study results use it too)
+    by_mode = table1_of_runs(rows.rename(columns={"run_id": "run", "entry_id": "id"}), forest=forest or None)
+    for mode, found in by_mode.items():
+        summaries[mode] = (found["test"], len(found["per_run"]), "model", mode)
+        for kind in ("ensemble", "ensemble_with_forest"):
+            if found[kind]:
+                summaries[mode + _KIND_SUFFIX[kind]] = (_as_summary(found[kind]), len(found["runs"]), kind, mode)
     for name, subsets in (baselines or {}).items():
         summaries[name] = (subsets, max(n_forest_seeds, 1), "baseline", None)
     for subset in SUBSET_LABELS:

@@ -652,13 +652,7 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
     import pandas as pd
 
     from cosnet_core.baselines import stored_prediction_frames
-    from cosnet_core.evaluate import (
-        alignment_r2,
-        ensemble_metrics,
-        mean_std,
-        subset_metrics,
-        summarize_over_seeds,
-    )
+    from cosnet_core.evaluate import alignment_r2, mean_std, subset_metrics, table1_of_runs
 
     runs = store.runs_of_study(db_url, study_id)
     done = [r for r in runs if r["status"] == "succeeded"]
@@ -670,28 +664,26 @@ def compute_study_results(db_url: str, study_id: int) -> dict[str, Any]:
         run_id: subset_metrics([r["target"] for r in rows], [r["value"] for r in rows], [r["has_structure"] for r in rows],
                                [r["censored"] for r in rows])
         for run_id, rows in by_run.items()
-    }
+    }  # Figure 2's runs
 
     table1: dict[str, Any] = {}
     ensembles: dict[str, Any] = {"ensemble": {}, "ensemble_with_forest": {}}
     study = store.study_row(db_url, study_id)
     forest = stored_prediction_frames((study["results"] or {}).get("baseline_rows"))
     main_runs = [r for r in done if r["structure_fraction"] is None]
-    for mode in MODES:
-        mode_runs = [r for r in main_runs if r["mode"] == mode and r["id"] in per_run_metrics]
-        if mode_runs:
-            table1[mode] = summarize_over_seeds([per_run_metrics[r["id"]] for r in mode_runs])
-            table1[mode]["seeds"] = [r["seed"] for r in mode_runs]
-            frames = [
-                pd.DataFrame({"id": [str(row["entry_id"]) for row in by_run[r["id"]]],
-                              "target": [row["target"] for row in by_run[r["id"]]],
-                              "prediction": [row["value"] for row in by_run[r["id"]]],
-                              "has_structure": [bool(row["has_structure"]) for row in by_run[r["id"]]],
-                              "censored": [row["censored"] for row in by_run[r["id"]]]})
-                for r in mode_runs
-            ]
-            ensembles["ensemble"][mode] = ensemble_metrics(frames)
-            ensembles["ensemble_with_forest"][mode] = ensemble_metrics(frames, forest=forest) if forest else None
+    ordered = [r for mode in MODES for r in main_runs if r["mode"] == mode and r["id"] in by_run]
+    test_rows = pd.DataFrame(
+        [{"mode": r["mode"], "run": r["id"], "id": str(row["entry_id"]), "target": row["target"],
+          "prediction": row["value"], "has_structure": bool(row["has_structure"]), "censored": row["censored"]}
+         for r in ordered for row in by_run[r["id"]]],
+        columns=["mode", "run", "id", "target", "prediction", "has_structure", "censored"],
+    )
+    seeds = {r["id"]: r["seed"] for r in ordered}
+    # the one Table 1 computation (the command line's metrics.json and the Results page use it too)
+    for mode, found in table1_of_runs(test_rows, forest=forest or None).items():
+        table1[mode] = {**found["test"], "seeds": [seeds[run] for run in found["runs"]]}
+        ensembles["ensemble"][mode] = found["ensemble"]
+        ensembles["ensemble_with_forest"][mode] = found["ensemble_with_forest"]
 
     table2: dict[str, Any] = {}
     paths = store.representation_paths(db_url, [r["id"] for r in main_runs])

@@ -194,6 +194,9 @@ def test_reproduce_writes_tables_and_figure_2(table, tmp_path) -> None:
     assert pd.read_csv(out / "table2.csv")["mode"].tolist() == ["composition", "bimodal-aug"]
     figure = pd.read_csv(out / "figure2.csv")
     assert figure["hidden_fraction"].tolist() == [0.0, 1.0] and set(figure["mode"]) == {"bimodal-aug"}
+    # the x-axis is the share of structures kept, as in the app's Figure 2 (issue 15, item 4)
+    assert figure["structure_fraction"].tolist() == [1.0, 0.0]
+    assert pd.read_csv(out / "figure2_summary.csv")["structure_fraction"].tolist() == [0.0, 1.0]
     assert (out / "bimodal-aug" / "metrics.json").exists()
 
 
