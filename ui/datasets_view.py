@@ -729,6 +729,13 @@ def render_summary(url: str, version: VersionInfo) -> None:
             st.dataframe(conflicts.sort_values("spread", ascending=False), width="stretch")
 
     kept = load_entries(url, version.id, statuses=["kept"])
+    n_bounds = int(kept["censored"].fillna("").astype(str).str.strip().ne("").sum()) if "censored" in kept else 0
+    if n_bounds:
+        st.caption(
+            f"{n_bounds} of the kept rows are bounds (censored values kept as bounds): they are never scored as "
+            "measurements; a study drops them or trains on them with the censored loss (its choice on the Training "
+            "page)."
+        )
     st.altair_chart(element_coverage_chart(s.get("element_counts", {})), width="stretch")
     st.caption(
         "How many kept rows contain each element. Grey elements never occur: a model trained on this version "
