@@ -236,7 +236,8 @@ with batch:
                                + (" …" if len(flagged) > 20 else "") + f"; see the {column} column.")
             if domain_note:
                 st.caption(domain_note)
-            st.dataframe(result, hide_index=True, width="stretch")
+            scientific = {c: st.column_config.NumberColumn(format="%.2e") for c in result.columns if c.startswith("10^")}
+            st.dataframe(result, hide_index=True, width="stretch", column_config=scientific)  # 5.0e-08, never 0.00…
             st.download_button(
                 "Download predictions as CSV", safe_to_csv(result, index=False).encode(), file_name="predictions.csv",
                 mime="text/csv",

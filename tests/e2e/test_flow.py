@@ -9,6 +9,7 @@ screenshot of each page is saved under ``test-artifacts/e2e/``.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -160,6 +161,32 @@ def test_upload_match_accept_train_results_predict(shared_data, tmp_path, data_d
     assert math.isfinite(float(prediction.replace("−", "-")))
     assert -25 < float(prediction.replace("−", "-")) < 5  # log10 of a conductivity in S/cm
     screenshot(page, "5-predict")
+
+    # ---- Predict a table whose columns are in a non-default order (sample, cif, formula): the columns are chosen
+    # by name; a row whose CIF is not in the zip is predicted from its composition, with a warning (issue 16).
+    import pandas as pd
+
+    rows = pd.read_csv(subset.table, dtype=str, keep_default_na=False).set_index("ID")
+    batch_ids = subset.ids_with_cif[:2]
+    batch = pd.DataFrame({
+        "sample": [*batch_ids, "no-cif"],
+        "cif": [f"{i}.cif" for i in batch_ids] + ["missing.cif"],
+        "formula": [rows.loc[i, "Reduced Composition"] for i in batch_ids] + ["Li3PS4"],
+    })
+    batch_path = tmp_path / "batch.csv"
+    batch.to_csv(batch_path, index=False)
+    page.get_by_role("combobox", name="Model", exact=True).first.click()  # the bimodal model takes a CIF zip
+    page.get_by_role("option", name=re.compile(r"bimodal-aug, ensemble of 2 seeds")).first.click()
+    wait_for_app(page)
+    page.get_by_role("tab", name="A table of materials").click()
+    upload(page, "Table", batch_path)
+    upload(page, "CIF zip (optional)", subset.cif_zip)
+    click_button(page, "Predict the table")
+    page.get_by_text("Download predictions as CSV").wait_for()
+    warnings = " ".join(alerts(page, "Warning"))
+    assert "1 row(s) predicted from the composition alone" in warnings and "line(s) 4" in warnings, warnings
+    assert alerts(page, "Error") == []
+    screenshot(page, "6-predict-batch")
     lap("predict")
 
     assert integrity_check(url) == "ok"

@@ -81,6 +81,8 @@ def test_predict_shows_the_unit_and_the_back_transformed_value(conductivity_stud
     result = pd.read_csv(io.BytesIO(downloads(at.download_button[0])))
     assert (result["unit"] == "log10(σ / S cm⁻¹)").all()
     assert result["10^prediction (S/cm)"].to_numpy() == pytest.approx(10.0 ** result["prediction"].to_numpy())
+    shown = at.dataframe[0].proto.columns  # the page shows it as 5.0e-08, not 0.00000005
+    assert '"10^prediction (S/cm)"' in shown and '"%.2e"' in shown
 
 
 def test_results_download_carries_the_unit(app_test, downloads):
