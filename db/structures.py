@@ -80,7 +80,11 @@ PENDING_STATES = ("unambiguous", "ambiguous", "approximate")
 BULK_RULES: dict[str, str] = {
     "unambiguous_exact": "every pending entry with exactly one exact candidate: accept it",
     "top_exact": "every pending entry with at least one exact candidate: accept the top-ranked exact one",
+    "approximate_within": "every approximate entry whose closest candidate lies within a composition distance: "
+    "accept that candidate",
 }
+#: Largest threshold of the ``approximate_within`` rule: the matcher's own limit for approximate candidates.
+MAX_BULK_DISTANCE = 0.10
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz")
 CIF_SUFFIXES = (".cif", ".mcif")
 ZIP_SUFFIXES = (".zip",)
@@ -1143,48 +1147,88 @@ def _revert_in_effect(revert: ReviewDecision, decisions: Sequence[ReviewDecision
     return not any(_revert_in_effect(d, decisions) for d in later)
 
 
+def _bulk_choices(entries: list[Entry], rule: str, max_distance: float | None) -> list[tuple[Entry, MatchCandidate]]:
+    """The candidate a bulk rule accepts for each entry it applies to (entries it skips are left out)."""
+    chosen = []
+    for entry in entries:
+        pending = [c for c in entry.candidates if c.status == "pending"]
+        if rule == "approximate_within":
+            close = [c for c in pending if not c.exact and c.score is not None and c.score <= max_distance]
+            if close:  # the closest composition, then the matcher's rank
+                chosen.append((entry, min(close, key=lambda c: (c.score, c.rank))))
+            continue
+        exact = [c for c in pending if c.exact]
+        if not exact or (rule == "unambiguous_exact" and len(exact) != 1):
+            continue
+        chosen.append((entry, min(exact, key=lambda c: c.rank)))
+    return chosen
+
+
+def _bulk_entries(session: Session, version_id: int, rule: str) -> list[Entry]:
+    """The kept entries without a structure whose state a bulk rule looks at."""
+    states = {"unambiguous_exact": ("unambiguous",), "top_exact": ("unambiguous", "ambiguous"),
+              "approximate_within": ("approximate",)}[rule]
+    return session.scalars(
+        select(Entry)
+        .where(
+            Entry.dataset_version_id == version_id,
+            Entry.status == "kept",
+            Entry.match_state.in_(states),
+            Entry.structure_id.is_(None),
+        )
+        .options(selectinload(Entry.candidates), selectinload(Entry.decisions))
+    ).all()
+
+
+def _check_bulk_rule(rule: str, max_distance: float | None) -> None:
+    if rule not in BULK_RULES:
+        raise StructureStoreError(f"rule {rule!r}", f"is not one of {', '.join(BULK_RULES)}")
+    if rule == "approximate_within" and (
+        max_distance is None or not 0 < float(max_distance) <= MAX_BULK_DISTANCE
+    ):
+        raise StructureStoreError(
+            "composition distance", f"must be above 0 and at most {MAX_BULK_DISTANCE} (got {max_distance})"
+        )
+
+
+def bulk_accept_count(url: str | None, version_id: int, rule: str = "unambiguous_exact",
+                      max_distance: float | None = None) -> int:
+    """How many entries :func:`bulk_accept` would accept now with the same arguments (nothing is written)."""
+    _check_bulk_rule(rule, max_distance)
+    with session_scope(url) as session:
+        return len(_bulk_choices(_bulk_entries(session, version_id, rule), rule, max_distance))
+
+
 def bulk_accept(
     url: str | None, version_id: int, rule: str = "unambiguous_exact", *, reviewer: str = DEFAULT_REVIEWER,
-    actor: Actor | None = None,
+    actor: Actor | None = None, max_distance: float | None = None,
 ) -> int:
-    """Accept candidates of many pending entries by a rule (see :data:`BULK_RULES`); approximate candidates are
-    never accepted in bulk. Each acceptance is its own ``bulk_accept`` decision (revertible one by one).
+    """Accept candidates of many pending entries by a rule (see :data:`BULK_RULES`). Approximate candidates are
+    accepted in bulk only by ``approximate_within``, and only up to the composition distance the reviewer chose.
+    Each acceptance is its own ``bulk_accept`` decision (revertible one by one).
 
     Args:
         url: database URL.
         version_id: the dataset version.
-        rule: ``"unambiguous_exact"`` or ``"top_exact"``.
+        rule: ``"unambiguous_exact"``, ``"top_exact"`` or ``"approximate_within"``.
         reviewer: who applied the rule.
+        max_distance: for ``approximate_within``: the largest composition distance accepted (0 < d ≤
+            :data:`MAX_BULK_DISTANCE`); the entry's closest pending candidate within it is accepted.
 
     Returns:
         The number of entries accepted.
 
     Raises:
-        StructureStoreError: unknown rule.
+        StructureStoreError: unknown rule, or a missing or out-of-range distance.
     """
-    if rule not in BULK_RULES:
-        raise StructureStoreError(f"rule {rule!r}", f"is not one of {', '.join(BULK_RULES)}")
-    states = ("unambiguous",) if rule == "unambiguous_exact" else ("unambiguous", "ambiguous")
+    _check_bulk_rule(rule, max_distance)
     accepted = 0
     with session_scope(url) as session:
         _require_owner(session, actor, version_id=version_id)
-        entries = session.scalars(
-            select(Entry)
-            .where(
-                Entry.dataset_version_id == version_id,
-                Entry.status == "kept",
-                Entry.match_state.in_(states),
-                Entry.structure_id.is_(None),
-            )
-            .options(selectinload(Entry.candidates), selectinload(Entry.decisions))
-        ).all()
-        for entry in entries:
-            exact = [c for c in entry.candidates if c.exact and c.status == "pending"]
-            if not exact or (rule == "unambiguous_exact" and len(exact) != 1):
-                continue
-            best = min(exact, key=lambda c: c.rank)
+        rule_text = BULK_RULES[rule] + (f" (distance ≤ {max_distance:g})" if rule == "approximate_within" else "")
+        for entry, best in _bulk_choices(_bulk_entries(session, version_id, rule), rule, max_distance):
             decision = _decide(session, entry, action="bulk_accept", status="accepted", reviewer=reviewer,
-                               candidate=best, note=f"bulk rule: {BULK_RULES[rule]}")
+                               candidate=best, note=f"bulk rule: {rule_text}")
             _apply(entry, decision)
             accepted += 1
     return accepted
@@ -1204,7 +1248,8 @@ class StoredMatches:
         n_candidates: candidate rows written.
         n_auto_accepted: entries accepted by the auto-accept rule.
         n_skipped_reviewed: entries left alone because a reviewer already decided on them.
-        states: number of entries per matcher status.
+        states: number of entries per matcher status (``own_structure`` instead of ``no_candidate`` for a row
+            that has a structure of its own, e.g. the dataset's CIF).
     """
 
     n_entries: int = 0
@@ -1332,7 +1377,9 @@ def store_match_results(
                 )
                 counts.n_candidates += 1
             counts.n_entries += 1
-            counts.states[extra["match_status"]] += 1
+            # a row that came with its own structure (the dataset's CIF) is not "without a candidate" to anyone
+            own = extra["match_status"] == "no_candidate" and entry.structure_id is not None
+            counts.states["own_structure" if own else extra["match_status"]] += 1
             if entry.decisions:
                 to_replay.append(entry)
                 continue

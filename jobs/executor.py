@@ -107,7 +107,7 @@ def execute_job(
     beat = _Heartbeat(db_url, job_id)
     beat.start()
     try:
-        registry.job_function(claimed["kind"])(job_id, claimed["payload"], ctx)
+        outcome = registry.job_function(claimed["kind"])(job_id, claimed["payload"], ctx)
     except JobCancelled as stop:
         ctx.log(f"cancelled: {stop}" if str(stop) else "cancelled")
         store.finish_job(db_url, job_id, "cancelled", message=str(stop) or "cancelled by the user")
@@ -120,7 +120,8 @@ def execute_job(
     finally:
         beat.stopped.set()
     ctx.log("succeeded")
-    store.finish_job(db_url, job_id, "succeeded")
+    # a job function may return its last word (e.g. a library import's summary); else the message is "finished"
+    store.finish_job(db_url, job_id, "succeeded", message=outcome if isinstance(outcome, str) else None)
     return "succeeded"
 
 

@@ -325,7 +325,7 @@ def validate_library_import_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return {"files": checked, "max_sites": max_sites, "created_by": str(payload.get("created_by") or "local")}
 
 
-def run_library_import_job(job_id: int, payload: dict[str, Any], ctx: MatchJobContext) -> None:
+def run_library_import_job(job_id: int, payload: dict[str, Any], ctx: MatchJobContext) -> str:
     """Import uploaded structure files into the local library (job kind ``"library_import"``).
 
     Everything is validated before the single write transaction, so a refused file or a cancellation leaves the
@@ -335,6 +335,9 @@ def run_library_import_job(job_id: int, payload: dict[str, Any], ctx: MatchJobCo
         job_id: the job's row id.
         payload: see :func:`validate_library_import_payload`.
         ctx: the job context.
+
+    Returns:
+        The import's summary (what was read, added, merged), kept as the finished job's message.
 
     Raises:
         db.structures.StructureStoreError: a file, member or row is refused (the job fails with the reason).
@@ -359,3 +362,4 @@ def run_library_import_job(job_id: int, payload: dict[str, Any], ctx: MatchJobCo
             Path(item["path"]).unlink(missing_ok=True)
     ctx.log(f"library import job {job_id}: {report.summary()}")
     ctx.progress(1.0, report.summary())
+    return report.summary()

@@ -1,7 +1,7 @@
 """The kinds of long work the app knows, each a ``"module:function"`` string resolved when a job runs.
 
 A job function has the signature ``run_job(job_id: int, payload: dict, ctx: JobContext) -> None`` (see
-:mod:`jobs.context`). A kind may also name a ``validate(payload) -> dict`` function, called by :func:`jobs.submit`
+:mod:`jobs.context`); one that returns a string leaves it as the finished job's message. A kind may also name a ``validate(payload) -> dict`` function, called by :func:`jobs.submit`
 before any row is written, so bad input never reaches the queue.
 
 Resources: a "study" job only coordinates (it creates the runs and waits for them), so it asks Ray for no CPU;

@@ -22,6 +22,7 @@ if version_id is None:
     st.stop()
 
 view.show_flash()
+view.library_import_notice(url)
 view.coverage_metrics(url, version_id)
 if not may_change(url, current_actor(), version_id=version_id):  # the data layer refuses anyway
     st.info("This dataset belongs to another user and is shared with the lab: you can read its structure "

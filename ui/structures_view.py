@@ -20,6 +20,7 @@ from db import structures as store
 from db.access import AccessDenied
 from ui.auth import current_actor
 from ui.text import md_escape
+from ui.uploads import too_large, upload_limit_mb
 
 FLASH_KEY = "structures_flash"
 MP_KEY_INPUT = "structures_mp_key"
@@ -31,6 +32,9 @@ CANDIDATE_KEY = "structures_candidate"
 AUTO_RULE_KEY = "structures_auto_rule"
 BULK_RULE_KEY = "structures_bulk_rule"
 REVERT_KEY = "structures_revert_choice"
+REVERT_CONFIRM_KEY = "structures_revert_pending"  # the decision id awaiting "Yes, revert"
+BULK_DISTANCE_KEY = "structures_bulk_distance"
+LIBRARY_WATCH_KEY = "structures_library_jobs_watched"  # library-import jobs this session saw queued or running
 INLINE_LIMIT_ENV = "COSNET_MATCH_INLINE_LIMIT"
 DEFAULT_INLINE_LIMIT = 200  # entries matched in the script run; more go to a job
 INLINE_LIBRARY_BYTES_ENV = "COSNET_LIBRARY_INLINE_BYTES"
@@ -139,6 +143,10 @@ def _import_library(url: str) -> None:
         _flash("warning", "Choose CIF, zip, CSV or JSON files to add first.")
         return
     uploads = [(file.name, file.getvalue()) for file in files]
+    refused = too_large(uploads)
+    if refused:
+        _flash("error", f"Refused: {md_escape(refused)}. The library is unchanged.")
+        return
     if sum(len(data) for _, data in uploads) > inline_library_bytes() and _library_job_available():
         _submit_library_import(url, uploads)
         return
@@ -167,6 +175,32 @@ def _submit_library_import(url: str, uploads: list[tuple[str, bytes]]) -> None:
                          db_url=url, actor=current_actor())
     jobs.ensure_executor(db_url=url)
     _flash("success", f"Importing {len(files)} file(s) into the library in the background (job {job_id}).")
+
+
+def library_import_notice(url: str) -> None:
+    """Say that a library import this session watched has finished (or failed), once, at the top of the page.
+
+    A background import's progress bar sits in the "Structure sources" expander, which is closed once the library
+    has structures; without this the end of the import went unnoticed.
+    """
+    job = store.latest_job(url, "library_import")
+    watched = st.session_state.setdefault(LIBRARY_WATCH_KEY, [])
+    if job is None:
+        return
+    if job["status"] in ("queued", "running"):
+        if job["job_id"] not in watched:
+            watched.append(job["job_id"])
+        return
+    if job["job_id"] not in watched:
+        return
+    watched.remove(job["job_id"])
+    if job["status"] == "succeeded":
+        st.success(f"Library import job {job['job_id']} finished: {md_escape(job['message'] or 'done')}",
+                   icon=":material/check_circle:")
+    elif job["status"] == "failed":
+        st.error(f"Library import job {job['job_id']} failed: {md_escape(job['error'])}. The library is unchanged.")
+    else:
+        st.warning(f"Library import job {job['job_id']} was {job['status']}.")
 
 
 @st.fragment(run_every="2s")
@@ -211,6 +245,7 @@ def sources_panel(url: str) -> None:
             type=["cif", "mcif", "zip", "csv", "gz", "json"],
             accept_multiple_files=True,
             key=LIBRARY_UPLOAD,
+            max_upload_size=upload_limit_mb(),
         )
         st.caption(
             f"Structures are deduplicated with pymatgen's StructureMatcher; cells above "
@@ -291,9 +326,19 @@ def matching_panel(url: str, version_id: int) -> None:
             for note in summary.get("notes") or []:
                 st.caption(f"Note: {md_escape(note)}")
     with right:
-        st.selectbox("Bulk accept rule", list(store.BULK_RULES), format_func=store.BULK_RULES.__getitem__,
-                     key=BULK_RULE_KEY)
-        st.button("Bulk accept", key="structures_bulk_accept", on_click=_bulk_accept, args=(url, version_id))
+        rule = st.selectbox("Bulk accept rule", list(store.BULK_RULES), format_func=store.BULK_RULES.__getitem__,
+                            key=BULK_RULE_KEY)
+        if rule == "approximate_within":
+            st.number_input(
+                "Largest composition distance", min_value=0.001, max_value=store.MAX_BULK_DISTANCE, value=0.02,
+                step=0.005, format="%.3f", key=BULK_DISTANCE_KEY,
+                help="The distance between the row's composition and the candidate's (0 = the same composition); "
+                     "each row's closest candidate within it is accepted, one revertible decision per row.",
+            )
+        count = store.bulk_accept_count(url, version_id, rule, _bulk_distance(rule))
+        st.caption(f"{count} row(s) would be accepted now.")
+        st.button("Bulk accept", key="structures_bulk_accept", on_click=_bulk_accept, args=(url, version_id),
+                  disabled=count == 0)
     job = store.latest_match_job(url, version_id)
     if job and job["status"] in ("queued", "running"):
         _job_progress(url, version_id)
@@ -313,10 +358,17 @@ def _job_progress(url: str, version_id: int) -> None:
         st.rerun()
 
 
+def _bulk_distance(rule: str) -> float | None:
+    return float(st.session_state.get(BULK_DISTANCE_KEY, 0.02)) if rule == "approximate_within" else None
+
+
 def _bulk_accept(url: str, version_id: int) -> None:
     rule = st.session_state.get(BULK_RULE_KEY, "unambiguous_exact")
-    _guarded(lambda: store.bulk_accept(url, version_id, rule, reviewer=reviewer(), actor=current_actor()),
-             success="Accepted {result} rows by the rule.")
+    distance = _bulk_distance(rule)
+    within = f" (composition distance ≤ {distance:g})" if distance is not None else ""
+    _guarded(lambda: store.bulk_accept(url, version_id, rule, reviewer=reviewer(), actor=current_actor(),
+                                       max_distance=distance),
+             success="Accepted {result} rows by the rule" + within + ".")
 
 
 # ------------------------------------------------------------------------------------------------------- review
@@ -373,16 +425,32 @@ def _attach(url: str, entry_id: int) -> None:
     if upload is None:
         _flash("warning", "Choose a CIF file to attach first.")
         return
+    refused = too_large([(upload.name, upload.getvalue())])
+    if refused:
+        _flash("error", f"Refused: {md_escape(refused)}. Nothing was changed.")
+        return
     _guarded(lambda: store.attach_structure(url, entry_id, upload.name, upload.getvalue(), reviewer=reviewer(), actor=current_actor()),
              success=f"Attached {md_escape(upload.name)} and accepted it (decision {{result}}).")
 
 
-def _revert(url: str) -> None:
-    decision_id = st.session_state.get(REVERT_KEY)
+def _ask_revert() -> None:
+    st.session_state[REVERT_CONFIRM_KEY] = st.session_state.get(REVERT_KEY)
+
+
+def _cancel_revert() -> None:
+    st.session_state.pop(REVERT_CONFIRM_KEY, None)
+
+
+def _revert(url: str, entry_id: int) -> None:
+    """Revert the confirmed decision and keep its row selected (the filter widens to all rows if the row left it)."""
+    decision_id = st.session_state.pop(REVERT_CONFIRM_KEY, None)
     if decision_id is None:
         return
-    _guarded(lambda: store.revert_decision(url, int(decision_id), reviewer=reviewer(), actor=current_actor()),
-             success=f"Reverted decision {decision_id} (recorded as decision {{result}}).")
+    done = _guarded(lambda: store.revert_decision(url, int(decision_id), reviewer=reviewer(), actor=current_actor()),
+                    success=f"Reverted decision {decision_id} (recorded as decision {{result}}).")
+    if done is not None:
+        st.session_state[ENTRY_KEY] = entry_id
+        st.session_state[FILTER_KEY] = "all"  # the row's state changed: it may have left the shown category
 
 
 def _search_materials_project(url: str, version_id: int, entry_id: int) -> None:
@@ -408,6 +476,13 @@ def _search_materials_project(url: str, version_id: int, entry_id: int) -> None:
     if stored is not None:
         n_mp = sum(ranked.candidate.source == "materials_project" for ranked in result.candidates)
         _flash("success", f"Found {len(result.candidates)} candidates ({n_mp} from the Materials Project).")
+
+
+def _match_text(candidate: dict[str, Any]) -> str:
+    """"exact", or "approximate, distance 0.031" (the composition distance an approximate match is judged by)."""
+    if candidate["match"] != "approximate" or candidate.get("composition_distance") is None:
+        return candidate["match"]
+    return f"approximate, distance {candidate['composition_distance']:.3f}"
 
 
 def candidate_frame(candidates: list[dict[str, Any]]) -> pd.DataFrame:
@@ -457,7 +532,7 @@ def entry_panel(url: str, version_id: int, entry_id: int) -> None:
             chosen = by_id[st.selectbox(
                 "Candidate", list(by_id), key=CANDIDATE_KEY,
                 format_func=lambda i: f"#{by_id[i]['rank']} {by_id[i]['source']}:{by_id[i]['external_id']} "
-                f"({by_id[i]['formula']}, {by_id[i]['match']}, {by_id[i]['status']})",
+                f"({by_id[i]['formula']}, {_match_text(by_id[i])}, {by_id[i]['status']})",
             )]
             other_accepted = detail["structure_id"] is not None and detail["structure_id"] != chosen["structure_id"]
             buttons = st.columns(3)
@@ -472,11 +547,16 @@ def entry_panel(url: str, version_id: int, entry_id: int) -> None:
                               args=(url, chosen["candidate_id"]))
             buttons[2].button("No candidate fits", key="structures_reject_entry",
                               disabled=detail["state"] == "rejected", on_click=_reject_entry, args=(url, entry_id))
+        elif detail["structure_id"] is not None:
+            chosen = None
+            st.info("This row has an accepted structure (shown on the right) and no other candidate. Attach "
+                    "another CIF or search the Materials Project to replace it.")
         else:
             chosen = None
             st.info("No candidate structure for this row. Attach your own CIF, search the Materials Project, or "
                     "add structures to the library and match again.")
-        st.file_uploader("Attach your own CIF", type=["cif", "mcif"], key=ATTACH_UPLOAD)
+        st.file_uploader("Attach your own CIF", type=["cif", "mcif"], key=ATTACH_UPLOAD,
+                         max_upload_size=upload_limit_mb())
         actions = st.columns(2)
         actions[0].button("Attach and accept", key="structures_attach", on_click=_attach, args=(url, entry_id))
         key, _ = mp_api_key()
@@ -510,5 +590,15 @@ def history_panel(url: str, version_id: int, entry_id: int | None) -> None:
         f"by {row['reviewer']}"
         for _, row in revertible.iterrows()
     }
+    entries = {int(row["decision_id"]): int(row["entry_id"]) for _, row in revertible.iterrows()}
     st.selectbox("Decision to revert", list(labels), format_func=labels.__getitem__, key=REVERT_KEY)
-    st.button("Revert", key="structures_revert", on_click=_revert, args=(url,))
+    pending = st.session_state.get(REVERT_CONFIRM_KEY)
+    if pending not in labels:
+        st.button("Revert…", key="structures_revert", on_click=_ask_revert)
+        return
+    st.warning(f"Revert decision {md_escape(labels[pending])}? The row goes back to its state before it; the "
+               "decision stays in the history.", icon=":material/undo:")
+    confirm = st.columns(2)
+    confirm[0].button("Yes, revert", key="structures_revert_confirm", type="primary", on_click=_revert,
+                      args=(url, entries[pending]))
+    confirm[1].button("Keep it", key="structures_revert_cancel", on_click=_cancel_revert)

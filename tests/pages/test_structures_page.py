@@ -121,11 +121,13 @@ def test_match_review_revert_and_coverage(app_test, url):
     assert history["action"].tolist() == ["reject", "choose", "accept"]
     selectbox(at, view.REVERT_KEY).set_value(accept_id + 1).run()
     click(at, "structures_revert")
+    click(at, "structures_revert_confirm")
     assert "Reverted decision" in at.success[0].value
     rutile_state = {c["external_id"]: c["status"] for c in store.entry_detail(url, ids["TiO2"])["candidates"]}
     assert rutile_state == {"TiO2-rutile.cif": "pending", "TiO2-anatase.cif": "accepted"}
     selectbox(at, view.REVERT_KEY).set_value(accept_id).run()
     click(at, "structures_revert")
+    click(at, "structures_revert_confirm")
     assert metric(at, "Structure coverage") == "0.0 %"
     assert store.entry_detail(url, ids["TiO2"])["state"] == "ambiguous"
 
@@ -282,3 +284,8 @@ def test_large_library_upload_becomes_a_job(app_test, url, monkeypatch):
     at.run()
     assert metric(at, "Structures in the library") == "4"
     assert any(f"Last library import (job {job['job_id']})" in c.value for c in at.caption)
+    # the page that watched the job says at the top that it finished (issue 16, item 8), once
+    (notice,) = [s.value for s in at.success if f"Library import job {job['job_id']} finished" in s.value]
+    assert "4 added to the library" in notice
+    at.run()
+    assert not [s for s in at.success if "finished" in s.value]
