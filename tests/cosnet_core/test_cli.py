@@ -141,7 +141,7 @@ def test_train_then_predict(table, tmp_path, capsys) -> None:
                    "--id-col", "id", "--out", str(blended_path)])
     assert status == 0 and "averaged 50/50 with the random forest" in capsys.readouterr().err
     blended = pd.read_csv(blended_path).set_index("id")
-    assert list(blended.columns[7:9]) == ["prediction_ensemble", "prediction_forest"]  # after w_c, warning
+    assert list(blended.columns[6:8]) == ["prediction_ensemble", "prediction_forest"]  # after w_c, warning (id is the index)
     forest = baselines[baselines["baseline"] == "rf_magpie"].groupby("id")["prediction"].mean()
     assert blended["prediction_forest"].to_numpy() == pytest.approx(forest.loc[blended.index].to_numpy())
     assert blended["prediction"].to_numpy() == pytest.approx(
