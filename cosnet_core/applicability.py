@@ -137,6 +137,21 @@ class TrainingDomain:
                 for i in order]
 
 
+def distinct_rows(sets: Sequence[tuple[Sequence[str], Sequence[float]]]) -> tuple[list[str], list[float]]:
+    """Several seeds' training rows ``[(formulas, targets), …]`` as one ``(formulas, targets)``, each distinct
+    (formula, target) pair once: a row every seed trained on counts once, not once per seed."""
+    formulas: list[str] = []
+    targets: list[float] = []
+    seen: set[tuple[str, float]] = set()
+    for set_formulas, set_targets in sets:
+        for formula, target in zip(set_formulas, set_targets, strict=True):
+            if (str(formula), float(target)) not in seen:
+                seen.add((str(formula), float(target)))
+                formulas.append(str(formula))
+                targets.append(float(target))
+    return formulas, targets
+
+
 def domain_of(training_rows: tuple[Sequence[str], Sequence[float]] | None) -> TrainingDomain | None:
     """A :class:`TrainingDomain` from ``(formulas, targets)``, or None when the model did not keep them."""
     if not training_rows:

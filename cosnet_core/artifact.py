@@ -245,20 +245,16 @@ class Ensemble:
     def training_rows(self) -> tuple[list[str], list[float]] | None:
         """The training rows of all members (formulas and targets, each distinct pair once), or None when a
         member's artifact predates their storage (then no nearest-neighbour columns can be given)."""
-        formulas: list[str] = []
-        targets: list[float] = []
-        seen: set[tuple[str, float]] = set()
+        from cosnet_core.applicability import distinct_rows
+
+        sets = []
         for member in self.members:
             member_formulas = member.metadata.get("training_formulas")
             member_targets = member.metadata.get("training_targets")
             if not member_formulas or member_targets is None or len(member_formulas) != len(member_targets):
                 return None
-            for formula, target in zip(member_formulas, member_targets, strict=True):
-                if (formula, float(target)) not in seen:
-                    seen.add((formula, float(target)))
-                    formulas.append(str(formula))
-                    targets.append(float(target))
-        return formulas, targets
+            sets.append((member_formulas, member_targets))
+        return distinct_rows(sets)
 
     def predict(self, samples: Sequence[Sample], *, cache: GraphCache | None = None) -> pd.DataFrame:
         """Mean and standard deviation per row over the members.

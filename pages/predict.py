@@ -11,6 +11,7 @@ from cosnet_core.applicability import (
     NO_TRAINING_ROWS_NOTE,
     assess,
     describe_neighbours,
+    distinct_rows,
     domain_of,
     structure_mismatch,
 )
@@ -88,8 +89,7 @@ unit_caption = (f"Predictions are in the unit of the model's dataset: {unit_labe
 # the training compositions, for the applicability warnings: from the model files, else from the runs' stored rows
 training_rows = ensemble.training_rows()
 if training_rows is None and forest_sets:
-    training_rows = ([f for formulas, _ in forest_sets for f in formulas],
-                     [t for _, targets in forest_sets for t in targets])
+    training_rows = distinct_rows(forest_sets)  # the seeds share most rows: each counts once
 domain = domain_of(training_rows)
 domain_note = None if domain is not None else f"No nearest training compositions: {NO_TRAINING_ROWS_NOTE}."
 
