@@ -8,6 +8,11 @@ import pandas as pd
 
 from cosnet_core.report import MODE_LABELS
 
+#: Autosize of the charts that fill their column: the width follows the column, the height is the plot area's
+#: (under Streamlit's default "fit" the title, axes and a legend below were taken out of the height, and the plot
+#: area of the training curves collapsed to a line at 1400×1000).
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+
 STRUCTURE_COLOURS = alt.Scale(domain=["with structure", "without structure"], range=["#d62728", "#1f77b4"])
 
 
@@ -61,12 +66,15 @@ def parity_chart(samples: pd.DataFrame, target_label: str) -> alt.LayerChart:
         x=alt.X("v:Q", **x_axis), y=alt.Y("v:Q", **y_axis)
     )
     return (diagonal + points).properties(
-        title="Parity plot: predicted vs measured (dashed: y = x)", width=PARITY_SIZE, height=PARITY_SIZE
-    )
+        title="Parity plot: predicted vs measured (dashed: y = x)", width=PARITY_SIZE, height=PARITY_SIZE,
+        # "pad": width and height are the plot area's, axes and legend come on top (the default "fit" squeezed the
+        # plot area to make room for the legend, so the square was not square)
+        autosize=alt.AutoSizeParams(type="pad"),
+    ).configure_legend(orient="bottom", direction="vertical", labelLimit=260)
 
 
 #: Width and height of the parity plot in pixels: a square with one domain on both axes, so y = x is the diagonal.
-PARITY_SIZE = 420
+PARITY_SIZE = 360  # with the axes and the legend below, it fits a half-width column at 1400 px
 
 
 def parity_domain(data: pd.DataFrame) -> tuple[float, float]:
@@ -78,15 +86,17 @@ def parity_domain(data: pd.DataFrame) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-#: Height of every per-epoch chart: with the legend below the plot, the plot area keeps this height at any width.
-CURVE_HEIGHT = 320
+#: Height of the plot area of every per-epoch chart; axes, title and the legend below it come on top.
+CURVE_HEIGHT = 300
 
 
 def epoch_curves(data: pd.DataFrame, field: str, title: str, y_title: str, *, points: bool = False) -> alt.Chart:
     """One line per run (column ``run``) of ``field`` against ``epoch``.
 
-    Readable in a half-width column at 1400×1000: a fixed height, the legend below the plot (long run names at the
-    side squeezed the plot area to a line) and a short y title (a long one was cut).
+    Readable in a half-width column at 1400×1000: the plot area keeps :data:`CURVE_HEIGHT` (autosize "fit-x": the
+    width follows the column, the height is the plot's; under Streamlit's default "fit" the title, axes and legend
+    were taken out of the height and the plot collapsed to a line), the legend sits below the plot (long run names
+    at the side squeezed it) and the y title is short (a long one was cut).
     """
     return (
         alt.Chart(data, title=title)
@@ -97,7 +107,7 @@ def epoch_curves(data: pd.DataFrame, field: str, title: str, y_title: str, *, po
             color=alt.Color("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=2, labelLimit=320)),
             tooltip=["run", "epoch", alt.Tooltip("val_mae:Q", format=".4g"), alt.Tooltip("train_loss:Q", format=".4g")],
         )
-        .properties(height=CURVE_HEIGHT)
+        .properties(height=CURVE_HEIGHT, autosize=FIT_WIDTH)
     )
 
 
@@ -150,7 +160,8 @@ def residual_histogram(samples: pd.DataFrame, target_label: str) -> alt.Chart:
             y=alt.Y("count():Q", title="Rows"),
             color=alt.Color("structure:N", title="Row", scale=STRUCTURE_COLOURS),
         )
-        .properties(title="Residuals", height=260, padding={"left": 12, "top": 6, "right": 6, "bottom": 6})
+        .properties(title="Residuals", height=260, padding={"left": 12, "top": 6, "right": 6, "bottom": 6},
+                    autosize=FIT_WIDTH)
     )
 
 
@@ -165,7 +176,8 @@ def composition_weight_chart(weights: pd.DataFrame) -> alt.Chart:
             y=alt.Y("count():Q", stack=None, title="Rows with a structure"),
             color=alt.Color("model:N", title="Model"),
         )
-        .properties(title="Figure 3: composition weight w_C of rows with a structure", height=260)
+        .properties(title="Figure 3: composition weight w_C of rows with a structure", height=260,
+                    autosize=FIT_WIDTH)
     )
 
 
@@ -196,7 +208,8 @@ def figure2_chart(frame: pd.DataFrame, target_label: str) -> alt.LayerChart:
     )
     line = base.mark_line(point=True).encode(y=alt.Y("mae_mean:Q", title=f"Test MAE ({target_label})"))
     bars = base.mark_errorbar().encode(y="low:Q", y2="high:Q")
-    return (line + bars).properties(title="Figure 2: test MAE vs share of structures", height=300)
+    return (line + bars).properties(title="Figure 2: test MAE vs share of structures", height=300,
+                                    autosize=FIT_WIDTH)
 
 
 def representations_frame(runs: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,7 @@ def test_parity_plot_is_square_with_one_scale_and_the_y_equals_x_line(app_test):
     store_study(n_entries=12)
     parity = _titled(_charts(_results(app_test)), "Parity")
     assert parity["width"] == parity["height"] == PARITY_SIZE
+    assert parity["autosize"] == {"type": "pad"}  # the size is the plot area's, not the whole chart's
     scales = [(layer["encoding"]["x"]["scale"], layer["encoding"]["y"]["scale"]) for layer in parity["layer"]]
     for x_scale, y_scale in scales:
         assert x_scale == y_scale and x_scale["nice"] is False
@@ -71,6 +72,7 @@ def test_training_curves_keep_their_plot_area_legend_below_short_titles(app_test
     store_study(n_entries=12)
     curves = _titled(_charts(_results(app_test)), "Training curves")
     assert curves["height"] >= 300
+    assert curves["autosize"]["type"] == "fit-x"  # the height stays the plot area's (see tests/e2e/test_curves_layout.py)
     assert curves["encoding"]["color"]["legend"]["orient"] == "bottom"
     assert len(curves["encoding"]["y"]["title"]) <= 40, curves["encoding"]["y"]["title"]
 
@@ -80,6 +82,7 @@ def test_training_page_curves_share_the_readable_layout():
                             "val_mae": [3.0, 2.0, 2.5], "train_loss": [1.0, 0.8, 0.7]})
     spec = epoch_curves(metrics, "train_loss", "Training loss per epoch", "Training loss (standardised target)").to_dict()
     assert spec["height"] >= 300 and spec["encoding"]["color"]["legend"]["orient"] == "bottom"
+    assert spec["autosize"]["type"] == "fit-x"
 
 
 def test_train_longer_hint_only_when_the_best_epoch_is_the_last():
