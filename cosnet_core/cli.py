@@ -21,7 +21,9 @@
 ``predict`` writes ``id, composition, prediction, prediction_std, has_structure, w_c, warning`` and the
 applicability columns of :func:`cosnet_core.applicability.assess` (``applicability``, ``structure_mismatch``,
 ``unseen_elements``, ``nearest_{1,2,3}_{composition,target,distance}``; a row whose structure file is missing is
-predicted from its composition and ``warning`` says so): with a folder of seeds (what
+predicted from its composition and ``warning`` says so; when ``train`` was given ``--target-unit`` or
+``--target-transform log10``, ``unit`` and, for log10, ``10^prediction (<unit>)`` follow ``prediction_std``): with a
+folder of seeds (what
 ``train`` writes), the prediction is the seeds' ensemble mean and ``prediction_std`` their spread (the uncertainty).
 With ``--with-forest`` the prediction is that mean averaged 50/50 with the random forest on Magpie (re-fitted on each
 seed's training rows from ``predictions.csv``, never loaded from a file), and ``prediction_ensemble`` and
@@ -82,6 +84,11 @@ def _add_table_arguments(parser: argparse.ArgumentParser, *, with_target: bool) 
         parser.add_argument(
             "--target-transform", choices=("none", "log10"), default="none",
             help="log10 for quantities spanning decades (e.g. conductivity in S/cm)",
+        )
+        parser.add_argument(
+            "--target-unit", default="",
+            help="unit of the target column as given, e.g. S/cm or eV (a label, values are not converted; recorded "
+                 "in metrics.json, and predict writes it in a unit column)",
         )
         parser.add_argument("--split-col", help="column with train/val/test labels (val carved from train if absent)")
         parser.add_argument(
@@ -503,6 +510,8 @@ def run_training(
             "RandomForestRegressor (500 trees, random_state 0) on Magpie composition statistics"
         ),
         "train_config": {k: v for k, v in config.to_dict().items() if k != "seed"},
+        "target": {"name": args.target_col, "unit": getattr(args, "target_unit", ""),
+                   "transform": getattr(args, "target_transform", "none")},
         "target_lower_bound": lower_bounds[0] if len(set(lower_bounds)) == 1 else lower_bounds,
         "censored": getattr(args, "censored", "exclude"),
         "censored_rows_per_seed": censored_rows,
@@ -601,6 +610,9 @@ def command_predict(args: argparse.Namespace) -> int:
                     domain)
     table = pd.concat([table.reset_index(drop=True), checks], axis=1)
     columns += list(checks.columns)
+    added = _add_unit_columns(table, args.model)
+    at = columns.index("prediction_std") + 1
+    columns[at:at] = added
     if domain is None:
         _say(f"note: {NO_TRAINING_ROWS_NOTE}")
     flagged = int((checks["applicability"] != "").sum())
@@ -622,16 +634,42 @@ def _predictions_file(model: Path) -> Path | None:
     return next((p / "predictions.csv" for p in (folder, folder.parent) if (p / "predictions.csv").is_file()), None)
 
 
-def _trained_preset(model: Path) -> str:
-    """The ``--preset`` the models of ``model`` were trained with (its ``metrics.json``; "defaults" when unknown)."""
+def _trained_metrics(model: Path) -> dict[str, Any]:
+    """The ``metrics.json`` that ``train`` wrote beside the models of ``model`` ({} when absent or unreadable)."""
     folder = model if model.is_dir() else model.parent
     for candidate in (folder / "metrics.json", folder.parent / "metrics.json"):
         if candidate.is_file():
             try:
-                return str(json.loads(candidate.read_text()).get("preset") or "defaults")
-            except (OSError, ValueError, AttributeError):
-                return "defaults"
-    return "defaults"
+                found = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                return {}
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
+def _trained_preset(model: Path) -> str:
+    """The ``--preset`` the models of ``model`` were trained with (its ``metrics.json``; "defaults" when unknown)."""
+    return str(_trained_metrics(model).get("preset") or "defaults")
+
+
+def _add_unit_columns(table: pd.DataFrame, model: Path) -> list[str]:
+    """Insert the ``unit`` of the predictions (``log10(σ / S cm⁻¹)``-style, from the ``target`` of the model's
+    ``metrics.json``) after ``prediction_std``, and for a log10 target ``10^prediction (<unit>)``; returns the columns
+    added (none when the folder does not say)."""
+    from cosnet_core.units import target_label
+
+    target = _trained_metrics(model).get("target")
+    if not isinstance(target, dict) or not (target.get("unit") or target.get("transform") == "log10"):
+        return []
+    table.insert(table.columns.get_loc("prediction_std") + 1, "unit",
+                 target_label(target.get("name"), target.get("unit"), target.get("transform", "none")))
+    if target.get("transform") != "log10":
+        return ["unit"]
+    linear = f"10^prediction ({target.get('unit') or 'linear'})"
+    values = table["prediction"].astype(float)
+    table.insert(table.columns.get_loc("unit") + 1, linear, np.where(values.abs() < 300, 10.0 ** values.clip(-300, 300),
+                                                                       np.nan))
+    return ["unit", linear]
 
 
 def _has_training_rows(model: Path) -> bool:
