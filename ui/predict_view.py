@@ -76,11 +76,14 @@ def read_batch(
             for name, data in cifs.items():
                 if name not in refused:
                     (structures_dir / name).write_bytes(data)
-        result = read_table(
-            table_path, formula_col=formula_col, id_col=id_col, structure_col=structure_col,
-            structures_dir=structures_dir, embedding=load_element_embedding(embedding_name),
-            missing_structure="composition",
-        )
+        try:
+            result = read_table(
+                table_path, formula_col=formula_col, id_col=id_col, structure_col=structure_col,
+                structures_dir=structures_dir, embedding=load_element_embedding(embedding_name),
+                missing_structure="composition",
+            )
+        except TableError as error:  # the uploaded file's name, not the server's copy of it
+            raise TableError(str(error).replace(table_path.name, table_name)) from error
     if refused:  # a CIF refused by the bounded parse is unreadable, not missing: the row is refused with its reason
         result = _refuse_unreadable(result, refused)
     return result

@@ -126,3 +126,12 @@ def test_an_artifact_without_training_rows_still_predicts_without_nearest_column
     assert result["prediction"].notna().all() and "applicability" in result.columns
     assert not any(c.startswith("nearest_") for c in result.columns)
     assert "predates the storage of its training rows" in capsys.readouterr().err
+
+
+def test_a_table_error_names_the_uploaded_file(trained_study, app_test, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("COSNET_MAX_COLUMNS", "2")
+    at = _predict_batch(_page(app_test), b"sample,formula,note\ns1,NaCl,x\n")
+    next(b for b in at.button if b.label == "Predict the table").click().run()
+    assert not at.exception, at.exception
+    message = at.error[0].value
+    assert "new.csv: more than 2 columns" in message and "table.csv" not in message
