@@ -1,8 +1,10 @@
-"""Command line: ``python -m cosnet_core {train,predict,reproduce,pretrain}`` on plain files, no app, no database.
+"""Command line: ``python -m cosnet_core {train,predict,reproduce,pretrain,tune}`` on plain files, no app, no
+database.
 
-``train`` writes into OUTDIR:
+``train`` and ``reproduce`` start from ``--preset`` (``defaults`` or ``authors``, :data:`cosnet_core.hparams.PRESETS`);
+options given explicitly override it. ``train`` writes into OUTDIR:
 
-* ``metrics.json``: ``{"mode", "seeds", "split", "seed_protocol", "seed_protocol_text", "split_seed", "epochs",
+* ``metrics.json``: ``{"mode", "preset", "preset_departures" (what the authors preset cannot reproduce), "seeds", "split", "seed_protocol", "seed_protocol_text", "split_seed", "epochs",
   "test": {"all"|"without_structure"|"with_structure": {"mae_mean", "mae_std", "rmse_mean", "rmse_std", "r2_mean",
   "r2_std", "n"}}, "baselines": {"mean"|"rf_magpie": {the same subsets and keys}}, "alignment_r2",
   "alignment_r2_std", "train_config", "target_lower_bound", "per_seed": [...]}`` (``target_lower_bound``: 0 when
@@ -28,6 +30,9 @@ folder of seeds (what
 With ``--with-forest`` the prediction is that mean averaged 50/50 with the random forest on Magpie (re-fitted on each
 seed's training rows from ``predictions.csv``, never loaded from a file), and ``prediction_ensemble`` and
 ``prediction_forest`` hold the two parts.
+``tune`` searches Table 3 with Ray Tune on the first seed's split (:func:`cosnet_core.tune.search`, the app's search)
+and writes ``OUT/tune.json`` (the chosen values, every trial ranked by its best validation epoch, and the ``train``
+command that uses them).
 ``reproduce`` runs the three modes × seeds and writes Table 1 (``table1.csv``: per mode and subset the mean ± std
 over seeds, ``kind`` "model", the seed ensemble, "ensemble", and its 50/50 blend with the forest,
 "ensemble_with_forest", with ``members``; then the baselines, "baseline"), Table 2 (``table2.csv``) and Figure 2 (``figure2.csv``, ``figure2_summary.csv`` and, when matplotlib is installed, ``figure2.png``).
