@@ -115,8 +115,20 @@ def maybe_install(args: argparse.Namespace) -> None:
     command = install_command(pinned_torch(), args.cuda_index)
     print("install:", " ".join(command), flush=True)
     subprocess.run(command, check=True)
-    again = [sys.executable, __file__, *[a for a in sys.argv[1:] if not a.startswith("--install")], "--install", "no"]
-    os.execv(sys.executable, again)
+    os.execv(sys.executable, [sys.executable, __file__, *without_install(sys.argv[1:]), "--install", "no"])
+
+
+def without_install(argv: list[str]) -> list[str]:
+    """The command line without its ``--install X`` / ``--install=X`` (the restart after installing adds ``no``)."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--install":
+            skip = True
+        elif not argument.startswith("--install="):
+            kept.append(argument)
+    return kept
 
 
 def run_cuda_tests(cuda: bool) -> str:

@@ -38,6 +38,13 @@ def test_bad_arguments_are_refused(argv, capsys):
     assert stop.value.code == 2
 
 
+def test_the_restart_after_installing_drops_only_the_install_choice():
+    check = _module()
+    argv = ["--epochs", "2", "--install", "yes", "--cpu-only", "--install=auto", "--gap-rows", "10"]
+    assert check.without_install(argv) == ["--epochs", "2", "--cpu-only", "--gap-rows", "10"]
+    assert check.parse_args([*check.without_install(argv), "--install", "no"]).install == "no"
+
+
 def test_cuda_tests_exist_and_are_marked():
     for path in _module().CUDA_TESTS:
         assert "pytest.mark.cuda" in (REPO_ROOT / path).read_text()
