@@ -49,3 +49,32 @@ def test_results_charts_keep_their_plot_areas_at_1400_by_1000(data_dir, app_serv
     assert curves_plot["width"] > 600  # the full width of the main column
     for plot in (residuals_plot, weights_plot):
         assert plot["height"] >= 200, plot
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_training_page_curves_keep_their_plot_areas_and_full_titles(data_dir, app_server, browser, monkeypatch):
+    """The Training page draws its two curves side by side in half-width columns: the layout where the plot area
+    collapsed to a line and the loss axis title was cut."""
+    url = database_url(data_dir)
+    upgrade_database(url)
+    monkeypatch.setenv("COSNET_DATABASE_URL", url)
+    from tests.pages.results_fixtures import store_study
+
+    store_study(n_entries=12)  # a finished study: four runs with three epochs each
+    dispose_engines()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_server().url)
+    wait_for_app(page)
+    open_page(page, "Training")
+    charts = page.locator("[data-testid=stVegaLiteChart]")
+    assert charts.count() == 2  # validation MAE and training loss of the study
+    charts.first.scroll_into_view_if_needed()
+    wait_for_app(page)
+    screenshot(page, "training-1400x1000-curves")
+    for index in range(2):
+        plot = _plot_area(charts.nth(index))
+        assert plot["height"] == pytest.approx(CURVE_HEIGHT, abs=1), plot
+        assert plot["width"] > 250, plot
+        titles = charts.nth(index).locator("svg g.role-axis-title text").all_text_contents()
+        assert titles and not any(t.endswith("…") for t in titles), titles
