@@ -73,16 +73,26 @@ def test_matching_counts_a_row_with_its_own_structure_apart_from_no_candidate(ur
     assert store.entry_detail(url, ids["LiF"])["state"] == "accepted"
 
 
-def test_revert_asks_first_and_stays_on_the_row(app_test, url):  # noqa: F811
+def _matched(url: str, formulas: list[str]) -> tuple[int, dict[str, int]]:  # noqa: F811
+    """A version over the small library, matched without auto-accept (the clicks are covered by the page tests)."""
+    from jobs.matching import match_inline
+
     store.import_library(url, small_library_uploads())
-    version = make_version(url, ["Si", "NaCl", "TiO2"])
-    ids = entry_ids(url, version)
-    at = open_page(app_test, version)
-    selectbox(at, view.AUTO_RULE_KEY).set_value("never")
-    click(at, "structures_match_all")
-    selectbox(at, view.ENTRY_KEY).set_value(ids["NaCl"]).run()
-    click(at, "structures_accept")
-    at.radio(key=view.FILTER_KEY).set_value("accepted").run()
+    version = make_version(url, formulas)
+    match_inline(url, {"dataset_version_id": version, "auto_accept": "never", "sources": ["library", "dataset"]})
+    return version, entry_ids(url, version)
+
+
+def test_revert_asks_first_and_stays_on_the_row(app_test, url):  # noqa: F811
+    version, ids = _matched(url, ["Si", "NaCl", "TiO2"])
+    (candidate,) = store.entry_detail(url, ids["NaCl"])["candidates"]
+    store.accept_candidate(url, candidate["candidate_id"])
+    at = app_test(timeout=180)
+    at.switch_page("pages/structures.py")
+    at.session_state["active_dataset_version_id"] = version
+    at.session_state[view.FILTER_KEY] = "accepted"
+    at.run()
+    assert not at.exception, at.exception
     assert selectbox(at, view.ENTRY_KEY).value == ids["NaCl"]
 
     click(at, "structures_revert")  # "Revert…": only asks
@@ -102,17 +112,9 @@ def test_revert_asks_first_and_stays_on_the_row(app_test, url):  # noqa: F811
     assert at.subheader[-2].value.startswith("Row 3: NaCl")
 
 
-def _approximate_page(app_test, url):  # noqa: F811
-    store.import_library(url, small_library_uploads())
-    version = make_version(url, ["Na1.02Cl0.98", "Na1.2Cl0.8", "NaCl"])
-    at = open_page(app_test, version)
-    selectbox(at, view.AUTO_RULE_KEY).set_value("never")
-    click(at, "structures_match_all")
-    return at, version, entry_ids(url, version)
-
-
 def test_approximate_candidates_show_their_distance_and_bulk_accept_under_a_threshold(app_test, url):  # noqa: F811
-    at, version, ids = _approximate_page(app_test, url)
+    version, ids = _matched(url, ["Na1.02Cl0.98", "Na1.2Cl0.8", "NaCl"])
+    at = open_page(app_test, version)
     near = store.entry_detail(url, ids["Na1.02Cl0.98"])["candidates"][0]
     assert near["match"] == "approximate" and 0 < near["composition_distance"] < 0.05
     far = store.entry_detail(url, ids["Na1.2Cl0.8"])["candidates"]
