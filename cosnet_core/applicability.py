@@ -92,7 +92,7 @@ class TrainingDomain:
     """
 
     def __init__(self, formulas: Sequence[str], targets: Sequence[float]) -> None:
-        from cosnet_core.composition import FormulaError, parse_formula
+        from cosnet_core.formula import FormulaError, parse_formula
 
         grouped: dict[str, tuple[dict[str, float], list[float]]] = {}
         for formula, target in zip(formulas, targets, strict=True):

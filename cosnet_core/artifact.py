@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from cosnet_core import __version__ as CODE_VERSION
 
@@ -59,6 +58,8 @@ def save_artifact(path: str | Path, result: FitResult) -> Path:
     Returns:
         The path written.
     """
+    import torch  # imported here: reading a model's metadata or its errors needs no torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").clone() for k, v in result.model.state_dict().items()}
@@ -134,6 +135,8 @@ class TrainedModel:
 def _require_finite(path: Path, artifact: dict) -> None:
     """Refuse an artifact whose weights or target scaling hold NaN or infinity (a damaged or altered file would
     otherwise give NaN or infinite predictions without a word). Names the file, not its folder."""
+    import torch
+
     state = artifact.get("state_dict") or {}
     bad = [name for name, tensor in state.items()
            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
@@ -166,6 +169,8 @@ def load_artifact(path: str | Path) -> TrainedModel:
     Raises:
         ArtifactError: missing file, not an artifact, or weights that do not fit the configuration.
     """
+    import torch
+
     from cosnet_core.embeddings import load_element_embedding
     from cosnet_core.models.cosnet import CosNet, CosNetConfig
     from cosnet_core.structure import FEATURIZER_VERSION

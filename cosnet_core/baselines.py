@@ -200,8 +200,8 @@ def _fitted_forest(formulas: Sequence[str], targets: Sequence[float]) -> Any:
     before (keyed by the formulas, targets and the forest's settings)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from cosnet_core.composition import parse_formula
     from cosnet_core.descriptors import magpie_features
+    from cosnet_core.formula import parse_formula
 
     digest = hashlib.sha256(repr((RF_TREES, RF_RANDOM_STATE, [str(f) for f in formulas],
                                   [float(t) for t in targets])).encode()).hexdigest()

@@ -893,9 +893,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 2 on a fatal error (one line ``error: ...`` on stderr).
     """
     from cosnet_core.artifact import ArtifactError
-    from cosnet_core.composition import FormulaError
+    from cosnet_core.formula import FormulaError
     from cosnet_core.splits import SplitError
-    from cosnet_core.structure import StructureError
+    from cosnet_core.structure_io import StructureError
     from cosnet_core.tabular import TableError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,6 +1,7 @@
 """The bimodal dataset: every row has a composition, only some have a structure.
 
-- :class:`Sample`: one row (composition, optional structure, target).
+- :class:`Sample`: one row (composition, optional structure, target); defined in the torch-free
+  :mod:`cosnet_core.sample` and re-exported here.
 - :func:`augment_single_structure_rows`: the augmentation of eq. (13), for the training split only.
 - :class:`BimodalDataset`: featurizes every row once (composition graph, crystal graph when there is a structure).
 - :func:`collate_bimodal`: batches rows into a :class:`BimodalBatch` whose ``presence`` is p_S of eq. (8); crystal
@@ -14,12 +15,13 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-from pymatgen.core import Composition, Structure
 from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch, Data
 
-from cosnet_core.composition import FormulaError, composition_graph, element_fractions
+from cosnet_core.composition import FormulaError, composition_graph
 from cosnet_core.embeddings import ElementEmbedding
+from cosnet_core.formula import composition_key  # noqa: F401 - re-exported (its home is the torch-free formula module)
+from cosnet_core.sample import Sample, bound_direction  # noqa: F401 - re-exported (torch-free home)
 from cosnet_core.structure import (
     DEFAULT_MAX_NEIGHBORS,
     DEFAULT_MAX_SITES,
@@ -32,70 +34,6 @@ from cosnet_core.structure import (
 
 AUGMENTED_SUFFIX = "#aug"
 MIN_CELL_STD = 1e-3
-
-
-@dataclass
-class Sample:
-    """One row of a dataset.
-
-    Attributes:
-        id: unique row id.
-        composition: the composition c.
-        target: the property t (None when unknown, e.g. for prediction).
-        structure: the crystal structure s, or None (p_S = 0).
-        structure_id: where the structure came from (file name, MP id), used to tell structures apart.
-        split: "train", "val", "test" or None.
-        formula: the formula text as given.
-        censored: None when ``target`` is a measurement; ``"<"`` when it is an upper bound (e.g. a conductivity
-            reported as ``<1E-10``: the true value is at most ``target``), ``">"`` when it is a lower bound. Such
-            rows are never scored as measurements (:func:`cosnet_core.evaluate.measured_mask`); in training,
-            ``TrainConfig.censored`` decides whether they are dropped or enter the censored loss
-            (:func:`cosnet_core.train.censored_loss`).
-    """
-
-    id: str
-    composition: Composition
-    target: float | None
-    structure: Structure | None = None
-    structure_id: str | None = None
-    split: str | None = None
-    formula: str = ""
-    censored: str | None = None
-
-
-def bound_direction(censored: str | None) -> int:
-    """The direction of a censored target: 0 for a measurement, +1 for an upper bound (``<``, ``<=``, ``≤``), −1 for
-    a lower bound (``>``, ``>=``, ``≥``).
-
-    Args:
-        censored: the sign stored with the row (:attr:`Sample.censored`), or None.
-
-    Returns:
-        0, +1 or −1.
-
-    Raises:
-        ValueError: a sign that is not a comparison.
-    """
-    if not censored:
-        return 0
-    sign = str(censored).strip()
-    if sign in ("<", "<=", "≤"):
-        return 1
-    if sign in (">", ">=", "≥"):
-        return -1
-    raise ValueError(f"censored sign {censored!r} is not <, <=, > or >=")
-
-
-def composition_key(composition: Composition) -> tuple[tuple[str, float], ...]:
-    """Key that is equal for the same reduced composition (element fractions to 1e-6).
-
-    Args:
-        composition: any composition.
-
-    Returns:
-        Hashable key, e.g. ``(("Fe", 0.4), ("O", 0.6))``.
-    """
-    return tuple((symbol, round(fraction, 6)) for symbol, fraction in element_fractions(composition))
 
 
 def _structure_identity(sample: Sample) -> str:

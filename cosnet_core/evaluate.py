@@ -179,7 +179,7 @@ def volume_per_atom(structure: Any) -> float:
     Returns:
         Volume per atom in Å³.
     """
-    from cosnet_core.structure import volume_per_atom as one_definition
+    from cosnet_core.structure_io import volume_per_atom as one_definition
 
     return one_definition(structure)
 

@@ -50,7 +50,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cosnet_core.composition import FormulaError, parse_formula
+from cosnet_core.formula import FormulaError, parse_formula
 from cosnet_core.tabular import target_too_large
 from cosnet_core.units import suspect_kelvin_rows, to_unit
 

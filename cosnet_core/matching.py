@@ -45,7 +45,7 @@ from typing import Literal
 
 from pymatgen.core import Composition
 
-from cosnet_core.composition import FormulaError, parse_formula
+from cosnet_core.formula import FormulaError, parse_formula
 from cosnet_core.sources.base import StructureCandidate, StructureSource, element_set
 
 MatchStatus = Literal["no_candidate", "unambiguous", "ambiguous", "approximate"]

@@ -141,8 +141,7 @@ def read_task(table: TaskTable, *, max_rows: int | None = None, seed: int = 0) -
     Raises:
         PretrainError: the file is missing or lacks the ``formula``/``target`` columns, or nothing is usable.
     """
-    from cosnet_core.composition import FormulaError, parse_formula
-    from cosnet_core.data import composition_key
+    from cosnet_core.formula import FormulaError, composition_key, parse_formula
 
     if not Path(table.path).is_file():
         raise PretrainError(f"pretraining table {table.path} does not exist")

@@ -79,7 +79,7 @@ def composition_key(composition: Composition) -> str:
     Returns:
         A string such as ``"Li:0.666667 O:0.333333"``.
     """
-    from cosnet_core.data import composition_key as fraction_key
+    from cosnet_core.formula import composition_key as fraction_key
 
     return " ".join(f"{symbol}:{fraction:.6f}" for symbol, fraction in sorted(fraction_key(composition)))
 

@@ -17,8 +17,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from cosnet_core.data import Sample
     from cosnet_core.embeddings import ElementEmbedding
+    from cosnet_core.sample import Sample
 
 ERROR_COLUMNS = ("line", "id", "column", "value", "reason")
 NO_SUCH_STRUCTURE_FILE = "no such file in the structures folder"
@@ -187,7 +187,7 @@ def structure_file_in(folder: Path, name: str) -> Path:
     Raises:
         StructureError: the name leads outside the folder, or no such file is in it.
     """
-    from cosnet_core.structure import StructureError
+    from cosnet_core.structure_io import StructureError
 
     root = folder.resolve()
     for candidate in (name, f"{name}.cif"):
@@ -241,9 +241,9 @@ def read_table(
     Raises:
         TableError: the file cannot be read, a named column is missing, or ``structure_col`` without a folder.
     """
-    from cosnet_core.composition import FormulaError, parse_formula
-    from cosnet_core.data import Sample
-    from cosnet_core.structure import StructureError, load_structure
+    from cosnet_core.formula import FormulaError, parse_formula
+    from cosnet_core.sample import Sample
+    from cosnet_core.structure_io import StructureError, load_structure
 
     path = Path(path)
     frame = _read_frame(path)

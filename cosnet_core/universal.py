@@ -93,7 +93,7 @@ def chgnet_features(
     Raises:
         UniversalFeatureError: chgnet is missing, or a structure could not be featurized (names its position).
     """
-    from cosnet_core.structure import structure_hash
+    from cosnet_core.structure_io import structure_hash
 
     keys = list(hashes) if hashes is not None else [structure_hash(s) for s in structures]
     folder = Path(cache_dir) / f"chgnet-{CHGNET_MODEL}-per-site" if cache_dir is not None else None

@@ -16,7 +16,7 @@ def parse_cif(text: str, max_sites: int, timeout_s: float):
     Raises:
         StructureError: the CIF cannot be used.
     """
-    from cosnet_core.structure import load_structure
+    from cosnet_core.structure_io import load_structure
 
     return load_structure(text if "\n" in text else text + "\n", max_sites=max_sites, timeout_s=timeout_s)
 
@@ -36,7 +36,7 @@ def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]
     Raises:
         StructureError: the CIF cannot be used (its ``reason`` says why).
     """
-    from cosnet_core.structure import load_structure, structure_hash, volume_per_atom
+    from cosnet_core.structure_io import load_structure, structure_hash, volume_per_atom
 
     if "\n" not in text:
         text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here

@@ -201,7 +201,7 @@ def state_counts(url: str | None, version_id: int) -> dict[str, int]:
 
 def _structure_fields(candidate: StructureCandidate) -> dict[str, Any]:
     """Column values of a ``Structure`` row for a candidate (parses its CIF if needed)."""
-    from cosnet_core.structure import volume_per_atom
+    from cosnet_core.structure_io import volume_per_atom
 
     structure = candidate.get_structure()
     composition = structure.composition
@@ -304,7 +304,7 @@ def load_structure_row(url: str | None, structure_id: int):
         pymatgen_json, cif = row.pymatgen_json, row.cif
     if pymatgen_json:
         return PymatgenStructure.from_dict(json.loads(pymatgen_json))
-    from cosnet_core.structure import load_structure
+    from cosnet_core.structure_io import load_structure
 
     return load_structure(cif)
 
@@ -345,7 +345,7 @@ class LibraryImportReport:
 def _parse_cif_candidate(text: str, external_id: str, item: str, max_sites: int, **properties: Any):
     """A library candidate for one CIF text, validated (parsing, sites, volume); spacegroup computed if absent."""
     from cosnet_core.sources.local_library import candidate_from_structure
-    from cosnet_core.structure import StructureError, load_structure
+    from cosnet_core.structure_io import StructureError, load_structure
 
     try:
         structure = load_structure(text, max_sites=max_sites)

@@ -936,7 +936,7 @@ def structure_volumes(db_url: str, structure_ids: list[int]) -> dict[int, float 
     volumes: dict[int, float | None] = {}
     for structure_id, volume, cif in rows:
         if volume is None and cif:
-            from cosnet_core.structure import load_structure, volume_per_atom
+            from cosnet_core.structure_io import load_structure, volume_per_atom
 
             volume = volume_per_atom(load_structure(cif))
         volumes[structure_id] = volume

@@ -205,9 +205,9 @@ def training_samples(db_url: str, version_id: int) -> list[Any]:
     Raises:
         ValueError: a row's formula or structure cannot be read (the message names the row).
     """
-    from cosnet_core.composition import FormulaError, parse_formula
-    from cosnet_core.data import Sample
-    from cosnet_core.structure import StructureError, load_structure
+    from cosnet_core.formula import FormulaError, parse_formula
+    from cosnet_core.sample import Sample
+    from cosnet_core.structure_io import StructureError, load_structure
 
     samples = []
     for row in store.version_rows(db_url, version_id):

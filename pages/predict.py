@@ -16,13 +16,13 @@ from cosnet_core.applicability import (
     structure_mismatch,
 )
 from cosnet_core.baselines import add_forest_blend
-from cosnet_core.composition import FormulaError, parse_formula
-from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.exports import safe_to_csv
+from cosnet_core.formula import FormulaError, parse_formula
 from cosnet_core.hparams import DEFAULTS
 from cosnet_core.ingest import IngestError, suggest_mapping
-from cosnet_core.structure import StructureError, load_structure
+from cosnet_core.sample import Sample
+from cosnet_core.structure_io import StructureError, load_structure
 from cosnet_core.tabular import MAX_ABS_TARGET
 from cosnet_core.units import back_transformed, target_label
 from db.results import model_choices, target_of_runs, training_sets

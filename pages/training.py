@@ -113,7 +113,7 @@ def _shipped_encoders() -> list[str]:
 
 def _planned_rows(db_url: str, version_id: int) -> list[PlannedRow]:
     """The active version's trainable rows as the split sees them (composition, label, structure or not)."""
-    from cosnet_core.composition import FormulaError, parse_formula
+    from cosnet_core.formula import FormulaError, parse_formula
 
     planned = []
     for row in store.version_rows(db_url, version_id):

@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from cosnet_core.artifact import ArtifactError, Ensemble, load_artifact
-from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.ingest import IngestError, IngestLimits, read_cif_zip
+from cosnet_core.sample import Sample
 from cosnet_core.tabular import MAX_ABS_TARGET, TableError, TableReadResult, read_table
 
 NOT_FINITE = ("prediction: the model gives no usable value for this row (NaN, infinite or beyond ±1e15, the "
@@ -113,7 +113,7 @@ def bounded_structure(text: str, name: str = "the CIF"):
         StructureError: the CIF cannot be used, took too long or needed too much memory (the reason says which).
     """
     from cosnet_core.bounded import map_bounded
-    from cosnet_core.structure import DEFAULT_MAX_SITES, StructureError
+    from cosnet_core.structure_io import DEFAULT_MAX_SITES, StructureError
     from cosnet_core.uploaded_cif import parse_cif
 
     ((status, value),) = map_bounded(parse_cif, [(text, DEFAULT_MAX_SITES, 0)],
@@ -138,7 +138,7 @@ def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict
     """Parse the referenced CIFs in a bounded separate process first (as the Datasets page does); returns
     ``{file name: reason}`` of those that cannot be used, which are then not handed to the reader at all."""
     from cosnet_core.bounded import map_bounded
-    from cosnet_core.structure import DEFAULT_MAX_SITES
+    from cosnet_core.structure_io import DEFAULT_MAX_SITES
     from cosnet_core.uploaded_cif import summarize_cif
 
     names = sorted(n for n in cifs if n in referenced or PurePosixPath(n).stem in referenced)

@@ -135,7 +135,7 @@ class StructureCandidate:
             cosnet_core.structure.StructureError: the CIF text cannot be parsed (names the candidate).
         """
         if self.structure is None:
-            from cosnet_core.structure import StructureError, load_structure
+            from cosnet_core.structure_io import StructureError, load_structure
 
             try:
                 self.structure = load_structure(self.cif or "")
@@ -152,7 +152,7 @@ class StructureCandidate:
             64 hex characters, stable under site order (see :func:`cosnet_core.structure.structure_hash`).
         """
         if self.content_hash is None:
-            from cosnet_core.structure import structure_hash
+            from cosnet_core.structure_io import structure_hash
 
             self.content_hash = structure_hash(self.get_structure())
         return self.content_hash

@@ -103,7 +103,7 @@ def candidate_from_structure(
     Returns:
         The candidate.
     """
-    from cosnet_core.structure import structure_hash
+    from cosnet_core.structure_io import structure_hash
 
     number = properties.pop("spacegroup_number", None)
     symbol = properties.pop("spacegroup_symbol", None)
@@ -137,7 +137,7 @@ def candidate_from_cif(cif_text: str, external_id: str, *, source: str = "upload
     Raises:
         LibraryImportError: the CIF cannot be parsed (names the file and the reason).
     """
-    from cosnet_core.structure import StructureError, load_structure
+    from cosnet_core.structure_io import StructureError, load_structure
 
     try:
         structure = load_structure(cif_text)
@@ -464,7 +464,7 @@ class StructureLibrary:
                 nsites=_integer(row.get("nsites")),
             )
         else:
-            from cosnet_core.structure import StructureError, load_structure
+            from cosnet_core.structure_io import StructureError, load_structure
 
             try:
                 structure = load_structure(cif)

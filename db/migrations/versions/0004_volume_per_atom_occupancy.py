@@ -40,7 +40,7 @@ def _volume_and_atoms(pymatgen_json: str | None, cif: str | None) -> tuple[float
         pass
     if cif:
         try:
-            from cosnet_core.structure import load_structure
+            from cosnet_core.structure_io import load_structure
 
             structure = load_structure(cif if '\n' in cif else cif + '\n')
             return float(structure.volume), float(structure.composition.num_atoms), len(structure)
