@@ -250,18 +250,22 @@ def obelix_samples(with_censored: bool = False) -> list[Sample]:
     return rows
 
 
-def bench_obelix(args: argparse.Namespace) -> None:
+def obelix_folds(samples: list[Sample]) -> list[tuple[list[Sample], list[Sample]]]:
+    """The benchmark's 5 OBELiX folds, ``GroupKFold`` by composition: ``(training rows, test rows)`` per fold."""
     from sklearn.model_selection import GroupKFold
 
+    groups = [composition_key(s.composition) for s in samples]
+    return [([samples[i] for i in train_idx], [samples[i] for i in test_idx])
+            for train_idx, test_idx in GroupKFold(n_splits=5).split(samples, groups=groups)]
+
+
+def bench_obelix(args: argparse.Namespace) -> None:
     samples = obelix_samples(with_censored=args.censored != "exclude")
     log(f"OBELiX: {len(samples)} rows, {sum(s.structure is not None for s in samples)} with a structure")
-    groups = [composition_key(s.composition) for s in samples]
-    folds = list(GroupKFold(n_splits=5).split(samples, groups=groups))
+    folds = obelix_folds(samples)
     cache = GraphCache(args.cache)
     for fold in args.folds:
-        train_idx, test_idx = folds[fold]
-        train_all = [samples[i] for i in train_idx]
-        test = [samples[i] for i in test_idx]
+        train_all, test = folds[fold]
         if "rf" in args.models:
             record(args.results, {"bench": "obelix", "model": "rf-magpie", "fold": fold,
                                   **random_forest_magpie([s for s in train_all if not s.censored],

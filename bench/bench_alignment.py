@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_accuracy import log, obelix_samples, record  # noqa: E402
+from bench_accuracy import log, obelix_folds, obelix_samples, record  # noqa: E402
 
 from cosnet_core.evaluate import alignment_r2, subset_metrics, volume_per_atom  # noqa: E402
 from cosnet_core.hparams import preset_train_settings  # noqa: E402
-from cosnet_core.splits import composition_key, grouped_split  # noqa: E402
+from cosnet_core.splits import grouped_split  # noqa: E402
 from cosnet_core.structure import GraphCache  # noqa: E402
 from cosnet_core.train import TrainConfig, fit  # noqa: E402
 
@@ -46,8 +46,6 @@ def alignment_of(result, rows, cache, seed: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    from sklearn.model_selection import GroupKFold
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=60)
@@ -59,14 +57,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    samples = obelix_samples()
-    groups = [composition_key(s.composition) for s in samples]
-    folds = list(GroupKFold(n_splits=5).split(samples, groups=groups))
+    folds = obelix_folds(obelix_samples())
     cache = GraphCache(args.cache)
     for fold in args.folds:
-        train_idx, test_idx = folds[fold]
-        train_all = [samples[i] for i in train_idx]
-        test = [samples[i] for i in test_idx]
+        train_all, test = folds[fold]
         inner = grouped_split(train_all, fractions=(0.8, 0.2, 0.0), seed=fold * 1000 + args.seed)
         for mode, cell_features in VARIANTS:
             config = TrainConfig(**{**preset_train_settings("defaults"), "mode": mode, "epochs": args.epochs,
