@@ -201,6 +201,7 @@ class BimodalDataset(Dataset):
         self.embedding = embedding
         composition_graphs: dict[tuple, Data] = {}
         crystal_graphs: dict[str, Data] = {}
+        first_with: dict[str, Sample] = {}  # the first row of each distinct structure (content hash)
         self.items: list[BimodalItem] = []
         for sample in self.samples:
             key = composition_key(sample.composition) if len(sample.composition) else ()
@@ -216,6 +217,7 @@ class BimodalDataset(Dataset):
                 try:
                     digest = structure_hash(sample.structure)
                     if digest not in crystal_graphs:
+                        first_with[digest] = sample
                         settings = {"radius": radius, "max_neighbors": max_neighbors, "max_sites": max_sites}
                         crystal_graphs[digest] = (
                             cache.get_or_build(sample.structure, embedding, **settings)
@@ -237,22 +239,22 @@ class BimodalDataset(Dataset):
             for item, row in zip(self.items, features, strict=True):
                 item.descriptors = row
         if structure_features and crystal_graphs:
-            self._attach_universal_features(crystal_graphs, cache)
+            self._attach_universal_features(crystal_graphs, first_with, cache)
 
-    def _attach_universal_features(self, crystal_graphs: dict[str, Data], cache: GraphCache | None) -> None:
+    @staticmethod
+    def _attach_universal_features(
+        crystal_graphs: dict[str, Data], first_with: dict[str, Sample], cache: GraphCache | None
+    ) -> None:
         """Set ``graph.universal`` (CHGNet crystal features, ``[1, 64]``) on every crystal graph."""
         from cosnet_core.universal import UniversalFeatureError, chgnet_features
 
-        structures = {}
-        for sample in self.samples:
-            if sample.structure is not None:
-                structures.setdefault(structure_hash(sample.structure), sample)
         digests = list(crystal_graphs)
         try:
             features = chgnet_features(
-                [structures[d].structure for d in digests],
+                [first_with[d].structure for d in digests],
                 cache_dir=None if cache is None else cache.directory,
                 hashes=digests,
+                labels=[f"row {first_with[d].id}" for d in digests],
             )
         except UniversalFeatureError as error:
             raise StructureError("CHGNet features", str(error)) from error

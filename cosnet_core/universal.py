@@ -78,7 +78,11 @@ _memory: dict[str, np.ndarray] = {}
 
 
 def chgnet_features(
-    structures: Sequence[Structure], *, cache_dir: str | Path | None = None, hashes: Sequence[str] | None = None
+    structures: Sequence[Structure],
+    *,
+    cache_dir: str | Path | None = None,
+    hashes: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """CHGNet crystal features of each structure.
 
@@ -86,16 +90,18 @@ def chgnet_features(
         structures: the structures.
         cache_dir: optional folder for the on-disk cache.
         hashes: their content hashes when the caller has them (else computed).
+        labels: how error messages name each structure (default "structure N", 1-based).
 
     Returns:
         float32 ``[len(structures), 64]``.
 
     Raises:
-        UniversalFeatureError: chgnet is missing, or a structure could not be featurized (names its position).
+        UniversalFeatureError: chgnet is missing, or a structure could not be featurized (names it by its label).
     """
     from cosnet_core.structure_io import structure_hash
 
     keys = list(hashes) if hashes is not None else [structure_hash(s) for s in structures]
+    names = list(labels) if labels is not None else [f"structure {i + 1}" for i in range(len(structures))]
     folder = Path(cache_dir) / f"chgnet-{CHGNET_MODEL}-per-site" if cache_dir is not None else None
     result = np.zeros((len(structures), CHGNET_FEATURE_COUNT), dtype=np.float32)
     missing: dict[str, list[int]] = {}
@@ -122,7 +128,7 @@ def chgnet_features(
                 outputs = model.predict_structure(cells, task="e", return_crystal_feas=True, batch_size=_BATCH)
             except Exception as error:  # noqa: BLE001 - CHGNet raises many kinds; name the structure instead
                 raise UniversalFeatureError(
-                    f"CHGNet could not featurize structure {missing[chunk[0]][0] + 1}: {error}"
+                    f"CHGNet could not featurize {names[missing[chunk[0]][0]]}: {error}"
                 ) from error
             if isinstance(outputs, dict):
                 outputs = [outputs]
@@ -130,7 +136,7 @@ def chgnet_features(
                 summed = np.asarray(output["crystal_fea"], dtype=np.float64).reshape(CHGNET_FEATURE_COUNT)
                 vector = (summed / len(cell)).astype(np.float32)  # CHGNet pools by a sum: per site = intensive
                 if not np.all(np.isfinite(vector)):
-                    raise UniversalFeatureError(f"CHGNet gave non-finite features for structure {missing[key][0] + 1}")
+                    raise UniversalFeatureError(f"CHGNet gave non-finite features for {names[missing[key][0]]}")
                 _memory[key] = vector
                 for index in missing[key]:
                     result[index] = vector
