@@ -39,7 +39,7 @@ STRUCTURE_SOURCES = ("upload", "materials_project", "library", "dataset")
 MODES = ("composition", "bimodal-aug", "bimodal")
 AUDIT_ACTIONS = (
     "login", "login_failed", "login_locked", "logout", "share", "unshare", "delete_dataset", "delete_version",
-    "user_created", "user_disabled", "user_enabled",
+    "user_created", "user_disabled", "user_enabled", "delete_study",
 )
 
 

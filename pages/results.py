@@ -5,6 +5,7 @@ import streamlit as st
 
 from cosnet_core.exports import safe_to_csv
 from cosnet_core.report import MODE_LABELS, figure2, per_sample, seed_protocol_text, table1
+from db.access import AccessDenied, may_change
 from db.datasets import get_version
 from db.results import (
     finished_runs,
@@ -15,6 +16,8 @@ from db.results import (
     study_predictions,
     study_runs,
 )
+from db.studies import StudyBusy, StudyStoreError, delete_study, study_contents
+from ui.auth import current_actor
 from ui.results_view import (
     best_epoch_at_end,
     composition_weight_chart,
@@ -30,9 +33,12 @@ from ui.state import active_version_id, database, visibility
 from ui.text import md_escape
 
 STUDY_KEY = "results_study_id"
+FLASH_KEY = "results_flash"
 
 url = database()
 st.title("Results")
+if st.session_state.get(FLASH_KEY):
+    st.success(st.session_state.pop(FLASH_KEY))
 
 studies = list_studies(url, **visibility())
 if not studies:
@@ -59,6 +65,22 @@ st.caption(
     f"Dataset {md_escape(study.dataset)} v{study.dataset_version} · modes {', '.join(study.modes)} · "
     f"seeds {', '.join(map(str, study.seeds))} · launched by {md_escape(study.created_by)} · status {study.status}"
 )
+if may_change(url, current_actor(), study_id=study_id):  # owner or administrator; delete_study checks again
+    with st.expander("Delete this study"):
+        st.warning(md_escape(study_contents(url, study_id, actor=current_actor()).describe()) + " This cannot be "
+                   "undone; the dataset stays.")
+        confirmed = st.checkbox("I understand; delete this study", key=f"delete_study_confirm_{study_id}")
+        if st.button("Delete study permanently", disabled=not confirmed, key=f"delete_study_{study_id}"):
+            try:
+                delete_study(url, study_id, actor=current_actor())
+            except StudyBusy as error:
+                st.warning(md_escape(error))
+            except (StudyStoreError, AccessDenied) as error:
+                st.error(f"Nothing was deleted: {md_escape(error)}")
+            else:
+                st.session_state.pop(STUDY_KEY, None)
+                st.session_state[FLASH_KEY] = f"Deleted study #{study_id} {md_escape(study.name)}."
+                st.rerun()
 
 
 @st.cache_data(show_spinner="Loading predictions…", max_entries=8)
