@@ -366,7 +366,8 @@ def _read_samples(args: argparse.Namespace, *, with_target: bool, error_file: Pa
 
 def _choose_split(samples: list, args: argparse.Namespace) -> None:
     """Fill in ``args.split`` when not given (grouped when compositions repeat) and print the choice and why."""
-    from cosnet_core.splits import composition_key, recommended_split
+    from cosnet_core.formula import composition_key
+    from cosnet_core.splits import recommended_split
 
     if args.split_col or args.split is not None:
         return

@@ -55,7 +55,7 @@ def augment_single_structure_rows(samples: list[Sample]) -> list[Sample]:
         ``samples`` followed by one copy (``structure=None``, ``structure_id=None``, id suffixed ``"#aug"``) of every
         sample with a structure whose reduced composition has exactly one distinct structure among ``samples``.
     """
-    structures_per_composition: dict[tuple, set[str]] = {}
+    structures_per_composition: dict[str, set[str]] = {}
     for sample in samples:
         if sample.structure is not None:
             key = composition_key(sample.composition)
@@ -199,12 +199,12 @@ class BimodalDataset(Dataset):
     ) -> None:
         self.samples = list(samples)
         self.embedding = embedding
-        composition_graphs: dict[tuple, Data] = {}
+        composition_graphs: dict[str, Data] = {}
         crystal_graphs: dict[str, Data] = {}
         first_with: dict[str, Sample] = {}  # the first row of each distinct structure (content hash)
         self.items: list[BimodalItem] = []
         for sample in self.samples:
-            key = composition_key(sample.composition) if len(sample.composition) else ()
+            key = composition_key(sample.composition)
             if key not in composition_graphs:
                 try:
                     composition_graphs[key] = composition_graph(sample.composition, embedding)

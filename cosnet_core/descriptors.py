@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from pymatgen.core import Composition
 
+from cosnet_core.formula import composition_key
+
 MAGPIE_PRESET = "magpie"
 #: 22 element properties × 6 statistics.
 MAGPIE_FEATURE_COUNT = 132
@@ -43,19 +45,15 @@ def magpie_feature_names() -> list[str]:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _magpie_row(reduced_formula_key: str) -> tuple[float, ...]:
+def _magpie_row(key: str) -> tuple[float, ...]:
+    """Magpie features of one composition, cached by its :func:`~cosnet_core.formula.composition_key` (the
+    features depend on the element fractions only, and the key reads back as the same composition)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = _featurizer().featurize(Composition(reduced_formula_key))
+        values = _featurizer().featurize(Composition(key))
     return tuple(float(v) for v in values)
-
-
-def _key(composition: Composition) -> str:
-    """A string that is equal for equal element fractions (the features depend on fractions only)."""
-    fractions = composition.fractional_composition
-    return " ".join(f"{element.symbol}{fractions[element]:.8f}" for element in sorted(fractions.elements))
 
 
 def magpie_features(compositions: Iterable[Composition] | Sequence[Composition]) -> np.ndarray:
@@ -73,7 +71,7 @@ def magpie_features(compositions: Iterable[Composition] | Sequence[Composition])
     rows = []
     for composition in compositions:
         try:
-            rows.append(_magpie_row(_key(composition)))
+            rows.append(_magpie_row(composition_key(composition)))
         except Exception as error:  # matminer raises assorted errors for exotic elements
             raise ValueError(f"cannot compute Magpie descriptors of {composition.formula}: {error}") from error
     features = np.array(rows, dtype=np.float64).reshape(len(rows), MAGPIE_FEATURE_COUNT)

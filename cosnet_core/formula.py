@@ -109,16 +109,23 @@ def _sort_key(symbol: str) -> tuple[float, str]:
     return (x if x == x else 100.0, symbol)  # NaN electronegativity (noble gases) sorts last
 
 
-def composition_key(composition: Composition) -> tuple[tuple[str, float], ...]:
-    """Key that is equal for the same reduced composition (element fractions to 1e-6).
+def composition_key(composition: Composition) -> str:
+    """The project's one key for "the same composition": equal for formulas that differ only in scale, element
+    order or species (Li2O = Li4O2 = OLi2 = Li+2O2-), different as soon as an element fraction differs by 1e-6.
+
+    Ingestion stores it with each row (``dataset_rows.composition_key``), the grouped split groups by it, the
+    augmentation (eq. 13) counts structures per key, pretraining merges table rows by it, and the Magpie features are
+    cached by it. Fractional formulas (``Li6.05P0.95Si0.05S5Br``) get their own key.
 
     Args:
         composition: any composition.
 
     Returns:
-        Hashable key, e.g. ``(("Fe", 0.4), ("O", 0.6))``.
+        Element symbols in alphabetical order, each followed by its fraction to 6 decimals and separated by spaces,
+        e.g. ``"Li0.666667 O0.333333"``; pymatgen reads it back as the same composition. ``""`` for an empty one.
     """
-    return tuple((symbol, round(fraction, 6)) for symbol, fraction in element_fractions(composition))
+    fractions = dict(element_fractions(composition)) if len(composition) else {}
+    return " ".join(f"{symbol}{round(fractions[symbol], 6):.6f}" for symbol in sorted(fractions))
 
 
 __all__ = ["MAX_AMOUNT", "MIN_AMOUNT", "FormulaError", "composition_key", "element_fractions", "parse_formula"]

@@ -50,7 +50,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cosnet_core.formula import FormulaError, parse_formula
+from cosnet_core.formula import FormulaError, composition_key, parse_formula
 from cosnet_core.tabular import target_too_large
 from cosnet_core.units import suspect_kelvin_rows, to_unit
 
@@ -866,11 +866,6 @@ def _parse_target(text: str) -> _Target:
     return _Target(value, sign, None, note)
 
 
-def _composition_key(fractions: Mapping[str, float]) -> str:
-    """A canonical text for a composition up to scale: elements sorted by symbol with 6-digit fractions."""
-    return " ".join(f"{symbol}{fractions[symbol]:.6f}" for symbol in sorted(fractions))
-
-
 @dataclass(frozen=True)
 class _Normalised:
     reduced_formula: str
@@ -889,7 +884,7 @@ def _normalise_formula(text: str) -> _Normalised | str:
         str(element): round(amount, 6)
         for element, amount in element_composition.fractional_composition.get_el_amt_dict().items()
     }
-    return _Normalised(element_composition.reduced_formula, fractions, _composition_key(fractions))
+    return _Normalised(element_composition.reduced_formula, fractions, composition_key(composition))
 
 
 @dataclass

@@ -161,8 +161,8 @@ def read_task(table: TaskTable, *, max_rows: int | None = None, seed: int = 0) -
     keys: dict[str, str | None] = {}
     for formula in formulas:
         try:
-            # the project's one definition of "same composition" (element fractions to 1e-6), written as a formula
-            keys[formula] = " ".join(f"{symbol}{fraction:g}" for symbol, fraction in composition_key(parse_formula(formula)))
+            # the project's one definition of "same composition" (element fractions to 1e-6), readable as a formula
+            keys[formula] = composition_key(parse_formula(formula))
         except (FormulaError, ValueError):
             keys[formula] = None
     frame = frame.assign(key=frame["formula"].astype(str).map(keys)).dropna(subset=["key"])

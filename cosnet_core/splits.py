@@ -14,6 +14,8 @@ from typing import Literal, Protocol, TypeVar
 import numpy as np
 from pymatgen.core import Composition
 
+from cosnet_core.formula import composition_key
+
 SplitMethod = Literal["random", "grouped", "column"]
 SeedProtocol = Literal["fixed-test", "resplit"]
 PAPER_FRACTIONS = (0.6, 0.2, 0.2)
@@ -65,23 +67,6 @@ class Split:
             ``(n_train, n_val, n_test)``.
         """
         return len(self.train), len(self.val), len(self.test)
-
-
-def composition_key(composition: Composition) -> str:
-    """A key equal for compositions that differ only in scale or element order (Li2O = Li4O2 = OLi2).
-
-    Uses the fractional composition rounded to 6 decimals, so fractional formulas (``Li6.05P0.95Si0.05S5Br``)
-    group correctly too.
-
-    Args:
-        composition: a pymatgen composition.
-
-    Returns:
-        A string such as ``"Li:0.666667 O:0.333333"``.
-    """
-    from cosnet_core.formula import composition_key as fraction_key
-
-    return " ".join(f"{symbol}:{fraction:.6f}" for symbol, fraction in sorted(fraction_key(composition)))
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
