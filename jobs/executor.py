@@ -9,9 +9,11 @@ Lifecycle:
 * At start the executor connects to Ray (:func:`jobs.ray_backend.connect`) and runs recovery
   (:mod:`jobs.recovery`); then it loops: collect finished Ray tasks, submit queued jobs as Ray tasks (Ray holds
   them until resources free up), re-run recovery now and then, write its heartbeat.
-* A job is executed by :func:`execute_job` inside a Ray worker (or in the caller's process by
-  :func:`jobs.run_inline`): claim the row (queued -> running), call the kind's function with a
-  :class:`~jobs.context.JobContext`, record the outcome.
+* A job is executed by :func:`execute_job` inside a Ray worker on the executor's node (or in the caller's process
+  by :func:`jobs.run_inline`): claim the row (queued -> running), call the kind's function with a
+  :class:`~jobs.context.JobContext`, record the outcome. A training job (:data:`COMPUTE_KINDS`) reserves nothing
+  itself: its fit runs as a compute task on any node with the run's resources (:mod:`jobs.ray_backend`), and only
+  the job's task on the executor's node touches the database and the data directory.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 from db.config import data_dir as configured_data_dir
 from db.config import database_url
 from jobs import registry, store
-from jobs.context import JobCancelled, JobContext
+from jobs.context import JobCancelled, JobContext, WorkerLost, ray_node_id
 
 HEARTBEAT_S = 5.0
 LOCK_FILE = "executor.lock"
@@ -45,6 +47,9 @@ IDLE_EXIT_ENV = "COSNET_EXECUTOR_IDLE_EXIT_S"
 IDLE_EXIT_S = 1800.0  # an executor started by the app stops (and frees Ray) after 30 idle minutes by default
 SPAWN_GRACE_S = 60.0  # a spawned executor must take its lock within this time
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Kinds whose heavy part is a compute task (:meth:`jobs.context.JobContext.compute_stream`) that may run on any
+#: node; their job task only stores what it streams back.
+COMPUTE_KINDS = ("train",)
 
 
 def job_log_path(data_dir: Path, job_id: int) -> Path:
@@ -77,7 +82,13 @@ class _Heartbeat(threading.Thread):
 
 
 def execute_job(
-    job_id: int, db_url: str, data_dir: Path, *, device: str | None = None, inline: bool = False
+    job_id: int,
+    db_url: str,
+    data_dir: Path,
+    *,
+    device: str | None = None,
+    inline: bool = False,
+    compute: dict[str, Any] | None = None,
 ) -> str:
     """Run one queued job to its end in this process.
 
@@ -88,10 +99,11 @@ def execute_job(
         device: the torch device a training job must use ("cuda" when Ray gave it a GPU, "cpu"), or None to let
             the job decide.
         inline: the job runs in the caller's process (a study then trains its runs itself, one by one).
+        compute: the Ray options of the job's compute task, or None to compute in this process.
 
     Returns:
-        The job's final status ("succeeded", "failed", "cancelled"), or its current status when it could not be
-        claimed (it was not queued any more).
+        The job's final status ("succeeded", "failed", "cancelled"; "queued" when its compute worker was lost and
+        it waits to resume), or its current status when it could not be claimed (it was not queued any more).
     """
     data_dir = Path(data_dir)
     if not inline:  # a Ray worker: make db.config point at the same data directory and database
@@ -102,8 +114,11 @@ def execute_job(
     if claimed is None:
         row = store.job_row(db_url, job_id)
         return row["status"] if row else "missing"
-    ctx = JobContext(job_id=job_id, db_url=db_url, data_dir=data_dir, log_path=log_path, inline=inline, device=device)
-    ctx.log(f"job {job_id} ({claimed['kind']}) started, attempt {claimed['attempts']}, pid {os.getpid()}")
+    ctx = JobContext(job_id=job_id, db_url=db_url, data_dir=data_dir, log_path=log_path, inline=inline, device=device,
+                     compute=compute)
+    node = ray_node_id()
+    ctx.log(f"job {job_id} ({claimed['kind']}) started, attempt {claimed['attempts']}, pid {os.getpid()}"
+            + (f", Ray node {node}" if node else ""))
     beat = _Heartbeat(db_url, job_id)
     beat.start()
     try:
@@ -112,6 +127,15 @@ def execute_job(
         ctx.log(f"cancelled: {stop}" if str(stop) else "cancelled")
         store.finish_job(db_url, job_id, "cancelled", message=str(stop) or "cancelled by the user")
         return "cancelled"
+    except WorkerLost as lost:  # the compute task's node or worker died: resume like a dead job worker
+        from jobs import recovery
+
+        ctx.log(f"compute worker lost: {lost}")
+        job = next((j for j in store.running_jobs(db_url) if j["id"] == job_id), None)
+        if job is not None:
+            recovery.recover_dead_job(db_url, job, f"its compute worker was lost ({lost})")
+        row = store.job_row(db_url, job_id)
+        return row["status"] if row else "missing"
     except Exception as error:  # the reason is shown on the page; the traceback goes to the log
         reason = f"{type(error).__name__}: {error}"
         ctx.log(f"failed: {reason}\n{traceback.format_exc()}")
@@ -230,6 +254,7 @@ class Executor:
             store.fail_dead_job(self.db_url, job["id"], str(error), from_statuses=("queued",))
             return
         num_cpus, num_gpus, device = (0.0, 0.0, None) if kind.coordinator else (ray_backend.cpus_per_run(), 0.0, None)
+        compute = None
         if kind.uses_gpu:
             requested = _requested_device(self.db_url, job)
             has_gpu = self.resources.get("GPU", 0) >= 1
@@ -243,8 +268,16 @@ class Executor:
                 return
             use_gpu = has_gpu and requested in ("gpu", "auto")
             num_gpus, device = (1.0, "cuda") if use_gpu else (0.0, "cpu")
+        if job["kind"] in COMPUTE_KINDS:  # the compute task reserves the run's resources, the job task nothing
+            try:
+                compute = ray_backend.compute_options(num_cpus=num_cpus, num_gpus=num_gpus)
+            except ValueError as error:
+                store.fail_dead_job(self.db_url, job["id"], str(error), from_statuses=("queued",))
+                return
+            num_cpus, num_gpus = 0.0, 0.0
         ref = ray_backend.submit_job(
-            job["id"], self.db_url, self.data_dir, num_cpus=num_cpus, num_gpus=num_gpus, device=device
+            job["id"], self.db_url, self.data_dir, num_cpus=num_cpus, num_gpus=num_gpus, device=device,
+            compute=compute,
         )
         self.in_flight[ref] = job["id"]
         self._attempts_at_submit[ref] = int(job.get("attempts", 0))

@@ -7,6 +7,11 @@ on another host (a Ray cluster), by whether its heartbeat is older than ``stale_
   wrote after the last finished epoch (``cosnet_core.train.fit(resume_from=...)``);
 * a study job: put back in the queue (it only coordinates; it finds its study and runs again);
 * anything else, or a job out of attempts: marked failed with the reason (which worker died, when).
+
+A training job's fit runs in a separate compute task (:mod:`jobs.ray_backend`), possibly on another node; when that
+task's worker or node dies, the job's own task (alive on the executor's node) resumes or fails the job in the same
+way at once (:func:`recover_dead_job`, called by :func:`jobs.executor.execute_job`), from the last checkpoint the
+job's task received and stored.
 """
 
 from __future__ import annotations

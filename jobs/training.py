@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from cosnet_core.hparams import MODES  # the one list of modes (torch-free)
 from jobs import store
-from jobs.context import JobCancelled, JobContext
+from jobs.context import JobCancelled, JobContext, WorkerLost, ray_node_id
 
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
@@ -303,7 +306,10 @@ def _file_sha256(path: Path) -> str:
 def run_train_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None:
     """Train one run (kind "train"): fit, then store predictions, artifact, C/S export and test metrics.
 
-    Resumes from the run's checkpoint when an earlier attempt died. Cancellation is checked after every epoch.
+    The fit itself is :func:`compute_run`, started through :meth:`~jobs.context.JobContext.compute_stream` (in a
+    Ray worker on any node when the executor runs the job); this function alone reads the database and writes the
+    database and the data directory. Resumes from the run's checkpoint when an earlier attempt died. Cancellation
+    is checked after every epoch (and every second while a remote epoch runs).
 
     Args:
         job_id: the training job.
@@ -313,86 +319,235 @@ def run_train_job(job_id: int, payload: dict[str, Any], ctx: JobContext) -> None
     run_id = int(payload["run_id"])
     try:
         _train_run(run_id, ctx)
-    except JobCancelled:
-        store.set_run_status(ctx.db_url, run_id, "cancelled")
-        raise
+    except (JobCancelled, WorkerLost) as stop:
+        if isinstance(stop, JobCancelled):
+            store.set_run_status(ctx.db_url, run_id, "cancelled")
+        raise  # a lost compute worker: the executor re-queues the job (its run too) to resume
     except Exception as error:
         store.set_run_status(ctx.db_url, run_id, "failed", error=f"{type(error).__name__}: {error}")
         raise
 
 
-def _train_run(run_id: int, ctx: JobContext) -> None:
-    from cosnet_core import __version__ as code_version
-    from cosnet_core.artifact import save_artifact
-    from cosnet_core.evaluate import hide_structures, subset_metrics
-    from cosnet_core.structure import GraphCache
-    from cosnet_core.train import TrainConfig, fit, resolve_device
+def _run_inputs(run_id: int, ctx: JobContext) -> dict[str, Any]:
+    """Everything :func:`compute_run` needs, read from the database and the data directory: the split's samples
+    (with their pymatgen structures), the configuration, the device asked for and the checkpoint's bytes."""
+    from cosnet_core.evaluate import hide_structures
 
-    started = time.perf_counter()
-    db_url = ctx.db_url
-    run = store.run_row(db_url, run_id)
+    run = store.run_row(ctx.db_url, run_id)
     if run["cancel_requested"]:
         raise JobCancelled("cancelled before training started")
     study_config = run["study_config"] or {}
     split_settings = study_config.get("split") or {"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0}
-
-    samples = training_samples(db_url, run["dataset_version_id"])
+    samples = training_samples(ctx.db_url, run["dataset_version_id"])
     if run["structure_fraction"] is not None:  # Figure 2: hide the structures of (1 - kept share) of the rows
         samples = hide_structures(samples, 1.0 - float(run["structure_fraction"]), seed=int(run["seed"]))
-    split = split_for_run(samples, split_settings, int(run["seed"]))
-    requested = ctx.device or {"gpu": "cuda", "cpu": "cpu"}.get(run["requested_device"], "auto")
-    device = str(resolve_device(requested))
-    config = TrainConfig.from_dict({**run["config"], "device": device})
-    checkpoint = Path(ctx.data_dir) / "checkpoints" / f"run-{run_id}.pt"
-    decisions = {s.id: (int(s.structure_id) if s.structure is not None else None) for s in samples}
-    store.mark_run_started(
-        db_url,
-        run_id,
-        device=device,
-        checkpoint_path=str(checkpoint),
-        structure_decisions=decisions,
-        code_version=code_version,
-    )
-    resume = checkpoint if checkpoint.is_file() else None
-    ctx.log(
-        f"run {run_id}: mode {config.mode}, seed {config.seed}, {len(split.train)}/{len(split.val)}/{len(split.test)} "
-        f"train/val/test rows, {sum(s.structure is not None for s in samples)} with a structure, device {device}"
-        + (f", resuming from {checkpoint.name}" if resume else "")
-    )
+    checkpoint = _checkpoint_path(ctx, run_id)
+    return {
+        "run_id": run_id,
+        "split": split_for_run(samples, split_settings, int(run["seed"])),
+        "n_with_structure": sum(s.structure is not None for s in samples),
+        "decisions": {s.id: (int(s.structure_id) if s.structure is not None else None) for s in samples},
+        "config": dict(run["config"]),
+        "device": ctx.device or {"gpu": "cuda", "cpu": "cpu"}.get(run["requested_device"], "auto"),
+        "checkpoint": checkpoint.read_bytes() if checkpoint.is_file() else None,
+        # inline, the graphs are cached in the data directory as before; a remote worker keeps its own cache
+        "graph_cache": None if ctx.compute is not None else str(Path(ctx.data_dir) / "cache" / "graphs"),
+    }
 
-    def on_epoch(report: Any) -> None:
-        stop = store.write_epoch(
-            db_url,
-            run_id,
-            epoch=report.epoch,
-            train_loss=report.train_loss,
-            val_mae=report.val_mae,
-            seconds=report.seconds,
-            lr=report.lr,
-        )
-        ctx.progress(
-            0.95 * report.epoch / config.epochs,
-            f"epoch {report.epoch}/{config.epochs} · validation MAE {report.val_mae:.4g}",
-        )
-        ctx.log(
-            f"epoch {report.epoch}: train loss {report.train_loss:.4g}, val MAE {report.val_mae:.4g}, "
-            f"{report.seconds:.2f} s, lr {report.lr:.3g}"
-        )
-        if stop or ctx.should_cancel():
-            raise JobCancelled(f"cancelled by the user after epoch {report.epoch}")
 
-    cache = GraphCache(Path(ctx.data_dir) / "cache" / "graphs")
+def _checkpoint_path(ctx: JobContext, run_id: int) -> Path:
+    return Path(ctx.data_dir) / "checkpoints" / f"run-{run_id}.pt"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _train_run(run_id: int, ctx: JobContext) -> None:
+    """Drive one run: send :func:`_run_inputs` to :func:`compute_run` and store each event it streams back."""
+    from cosnet_core import __version__ as code_version
+
+    started = time.perf_counter()
+    db_url = ctx.db_url
+    inputs = _run_inputs(run_id, ctx)
+    checkpoint = _checkpoint_path(ctx, run_id)
+    n_epochs = int(inputs["config"].get("epochs") or 1)
+    stream = ctx.compute_stream("jobs.training:compute_run", inputs)
     try:
-        result = fit(split.train, split.val, config, callback=on_epoch, cache=cache, checkpoint_path=checkpoint,
-                     resume_from=resume)
-    except ValueError as error:
-        if resume is None or "refusing to resume" not in str(error):
-            raise
-        ctx.log(f"checkpoint not usable ({error}); training from the first epoch")
-        checkpoint.unlink(missing_ok=True)
-        result = fit(split.train, split.val, config, callback=on_epoch, cache=cache, checkpoint_path=checkpoint)
+        for event in stream.events():
+            if event is None:  # a remote epoch still runs: a cancel does not wait for its end
+                if ctx.should_cancel():
+                    raise JobCancelled("cancelled by the user during an epoch")
+                continue
+            kind = event["kind"]
+            if kind == "started":
+                store.mark_run_started(db_url, run_id, device=event["device"], checkpoint_path=str(checkpoint),
+                                       structure_decisions=inputs["decisions"], code_version=code_version)
+            elif kind == "log":
+                ctx.log(event["message"])
+            elif kind == "progress":
+                ctx.progress(event["fraction"], event["message"])
+            elif kind == "discard_checkpoint":
+                checkpoint.unlink(missing_ok=True)
+            elif kind == "epoch":
+                if event["checkpoint"] is not None:  # the state after the previous epoch
+                    _write_atomically(checkpoint, event["checkpoint"])
+                report = event["report"]
+                stop = store.write_epoch(db_url, run_id, **report)
+                ctx.progress(0.95 * report["epoch"] / n_epochs,
+                             f"epoch {report['epoch']}/{n_epochs} · validation MAE {report['val_mae']:.4g}")
+                ctx.log(
+                    f"epoch {report['epoch']}: train loss {report['train_loss']:.4g}, val MAE "
+                    f"{report['val_mae']:.4g}, {report['seconds']:.2f} s, lr {report['lr']:.3g}"
+                )
+                if stop or ctx.should_cancel():
+                    raise JobCancelled(f"cancelled by the user after epoch {report['epoch']}")
+            elif kind == "outputs":
+                _store_run_outputs(ctx, run_id, event, started)
+                checkpoint.unlink(missing_ok=True)  # the artifact replaces it
+    finally:
+        stream.close()
 
-    ctx.progress(0.96, "predicting every row")
+
+def _store_run_outputs(ctx: JobContext, run_id: int, outputs: dict[str, Any], started: float) -> None:
+    """Write the artifact and the C/S export into the data directory and the predictions and metrics into the
+    database."""
+    artifacts = Path(ctx.data_dir) / "artifacts"
+    artifact_path = artifacts / f"run-{run_id}.pt"
+    representations_path = artifacts / f"run-{run_id}-representations.npz"
+    _write_atomically(artifact_path, outputs["artifact"])
+    _write_atomically(representations_path, outputs["representations"])
+    test_metrics = outputs["test_metrics"]
+    store.write_run_outputs(
+        ctx.db_url,
+        run_id,
+        predictions=outputs["predictions"],
+        artifact={
+            "path": str(artifact_path),
+            "sha256": _file_sha256(artifact_path),
+            "size_bytes": artifact_path.stat().st_size,
+            "featurizer_version": outputs["featurizer_version"],
+            "embedding": outputs["embedding"],
+            "representations_path": str(representations_path),
+        },
+        test_metrics=test_metrics,
+        best_epoch=outputs["best_epoch"],
+        best_val_mae=outputs["best_val_mae"],
+        duration_s=max(outputs["trained_s"], time.perf_counter() - started),
+    )
+    ctx.log(
+        f"run {run_id} done: best epoch {outputs['best_epoch']}, val MAE {outputs['best_val_mae']:.4g}, "
+        f"test MAE {test_metrics['all']['mae']:.4g}"
+    )
+
+
+def _worker_graph_cache() -> Path:
+    """A remote worker's own graph cache (in its temporary folder, never the app's data directory)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"cosnet-graph-cache-{os.getuid()}"
+
+
+def compute_run(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One run's fit and predictions, self-contained (the compute function of a "train" job; it touches neither the
+    database nor the data directory): :func:`cosnet_core.train.fit` on the split it receives, resuming from the
+    checkpoint bytes it receives, then predictions for every row and the artifact.
+
+    Args:
+        inputs: see :func:`_run_inputs`.
+
+    Yields:
+        Events, in this order: ``{"kind": "started", "device"}``; per epoch ``{"kind": "epoch", "report": {epoch,
+        train_loss, val_mae, seconds, lr}, "checkpoint": bytes of the state after the previous epoch, or None}``
+        (with ``"log"``, ``"progress"`` and ``"discard_checkpoint"`` events between); finally ``{"kind":
+        "outputs", "predictions", "test_metrics", "artifact": bytes, "representations": bytes of the .npz export,
+        "featurizer_version", "embedding", "best_epoch", "best_val_mae", "trained_s"}``. Closing the generator (a
+        cancel) stops the fit after its current epoch.
+    """
+    import queue
+    import tempfile
+    import threading
+
+    from cosnet_core.structure import GraphCache
+    from cosnet_core.train import TrainConfig, fit, resolve_device
+
+    device = str(resolve_device(inputs["device"]))
+    config = TrainConfig.from_dict({**inputs["config"], "device": device})
+    split = inputs["split"]
+    run_id = inputs["run_id"]
+    yield {"kind": "started", "device": device}
+    cache = GraphCache(inputs["graph_cache"] or _worker_graph_cache())
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix=f"cosnet-run-{run_id}-") as folder:
+        checkpoint, resume = Path(folder) / "checkpoint.pt", None
+        if inputs["checkpoint"] is not None:
+            resume = Path(folder) / "resume.pt"
+            resume.write_bytes(inputs["checkpoint"])
+        yield {"kind": "log", "message": (
+            f"run {run_id}: mode {config.mode}, seed {config.seed}, {len(split.train)}/{len(split.val)}/"
+            f"{len(split.test)} train/val/test rows, {inputs['n_with_structure']} with a structure, device {device}"
+            + (f", resuming from run-{run_id}.pt" if resume else "") + f", on {socket.gethostname()}"
+            + (f", Ray node {node}" if (node := ray_node_id()) else "")
+        )}
+        sent: dict[str, Any] = {"version": None}
+
+        def on_epoch(report: Any) -> bool:
+            state = None
+            if checkpoint.is_file():  # fit rewrites it (a new file, renamed) after each epoch's callback
+                version = (checkpoint.stat().st_ino, checkpoint.stat().st_mtime_ns)
+                if version != sent["version"]:
+                    sent["version"], state = version, checkpoint.read_bytes()
+            fields = ("epoch", "train_loss", "val_mae", "seconds", "lr")
+            events.put({"kind": "epoch", "report": {f: getattr(report, f) for f in fields}, "checkpoint": state})
+            return stop.is_set()
+
+        def train() -> None:
+            try:
+                try:
+                    result = fit(split.train, split.val, config, callback=on_epoch, cache=cache,
+                                 checkpoint_path=checkpoint, resume_from=resume)
+                except ValueError as error:
+                    if resume is None or "refusing to resume" not in str(error):
+                        raise
+                    events.put({"kind": "log", "message": f"checkpoint not usable ({error}); training from the "
+                                                           "first epoch"})
+                    events.put({"kind": "discard_checkpoint"})
+                    result = fit(split.train, split.val, config, callback=on_epoch, cache=cache,
+                                 checkpoint_path=checkpoint)
+                events.put({"kind": "fitted", "result": result})
+            except BaseException as error:  # handed to the generator, which raises it
+                events.put({"kind": "error", "error": error})
+
+        worker = threading.Thread(target=train, name=f"fit-run-{run_id}", daemon=True)
+        worker.start()
+        try:
+            while True:
+                event = events.get()
+                if event["kind"] == "error":
+                    raise event["error"]
+                if event["kind"] == "fitted":
+                    result = event["result"]
+                    break
+                yield event
+        finally:
+            stop.set()  # a cancel (generator closed, or a KeyboardInterrupt from ray.cancel): end after this epoch
+            worker.join()
+    yield {"kind": "progress", "fraction": 0.96, "message": "predicting every row"}
+    yield {"kind": "outputs", **_run_outputs(result, split, cache)}
+
+
+def _run_outputs(result: Any, split: Any, cache: Any) -> dict[str, Any]:
+    """Predictions for every row, the test metrics, the artifact's and the C/S export's bytes of a fitted run."""
+    import io
+    import tempfile
+
+    from cosnet_core.artifact import save_artifact
+    from cosnet_core.evaluate import subset_metrics
+
     ordered = [("train", s) for s in split.train] + [("val", s) for s in split.val] + [("test", s) for s in split.test]
     predicted = result.predict([s for _, s in ordered], cache=cache)
     predictions = [
@@ -421,12 +576,11 @@ def _train_run(run_id: int, ctx: JobContext) -> None:
         "train": len(split.train), "val": len(split.val), "test": len(split.test), "train_after_mode": result.n_train,
     }
     test_metrics["stopped_by"] = result.stopped_by
-
-    artifacts = Path(ctx.data_dir) / "artifacts"
-    artifact_path = save_artifact(artifacts / f"run-{run_id}.pt", result)
-    representations_path = artifacts / f"run-{run_id}-representations.npz"
+    with tempfile.TemporaryDirectory(prefix="cosnet-artifact-") as folder:
+        artifact = save_artifact(Path(folder) / "run.pt", result).read_bytes()
+    export = io.BytesIO()
     np.savez_compressed(
-        representations_path,
+        export,
         entry_id=np.array([int(s.id) for _, s in ordered], dtype=np.int64),
         split=np.array([part for part, _ in ordered]),
         composition_repr=predicted.composition_repr.astype(np.float32),
@@ -436,29 +590,17 @@ def _train_run(run_id: int, ctx: JobContext) -> None:
         prediction=predicted.prediction,
         target=np.array([float(s.target) for _, s in ordered]),
     )
-    trained_s = sum(r.seconds for r in result.history)
-    store.write_run_outputs(
-        db_url,
-        run_id,
-        predictions=predictions,
-        artifact={
-            "path": str(artifact_path),
-            "sha256": _file_sha256(artifact_path),
-            "size_bytes": artifact_path.stat().st_size,
-            "featurizer_version": result.featurizer_version,
-            "embedding": result.embedding_version,
-            "representations_path": str(representations_path),
-        },
-        test_metrics=test_metrics,
-        best_epoch=result.best_epoch,
-        best_val_mae=result.best_val_mae,
-        duration_s=max(trained_s, time.perf_counter() - started),
-    )
-    checkpoint.unlink(missing_ok=True)  # the artifact replaces it
-    ctx.log(
-        f"run {run_id} done: best epoch {result.best_epoch}, val MAE {result.best_val_mae:.4g}, "
-        f"test MAE {test_metrics['all']['mae']:.4g}"
-    )
+    return {
+        "predictions": predictions,
+        "test_metrics": test_metrics,
+        "artifact": artifact,
+        "representations": export.getvalue(),
+        "featurizer_version": result.featurizer_version,
+        "embedding": result.embedding_version,
+        "best_epoch": result.best_epoch,
+        "best_val_mae": result.best_val_mae,
+        "trained_s": sum(r.seconds for r in result.history),
+    }
 
 
 # ------------------------------------------------------------------------------------------- a study
