@@ -51,6 +51,7 @@ from cosnet_core.structure_io import (  # noqa: F401 - re-exported: structure I/
     MAX_CIF_BYTES,
     StructureError,
     check_structure,
+    crystal_system,
     load_structure,
     structure_hash,
     volume_per_atom,
@@ -215,22 +216,6 @@ def neighbor_edges(
     return edge_index, distances
 
 
-def _crystal_system(space_group_number: int) -> str:
-    bounds = (
-        (2, "triclinic"),
-        (15, "monoclinic"),
-        (74, "orthorhombic"),
-        (142, "tetragonal"),
-        (167, "trigonal"),
-        (194, "hexagonal"),
-        (230, "cubic"),
-    )
-    for upper, name in bounds:
-        if space_group_number <= upper:
-            return name
-    return "triclinic"
-
-
 def symmetry(
     structure: Structure, symprec: float = SYMPREC, occupancies: SiteOccupancies | None = None
 ) -> tuple[int, Lattice]:
@@ -290,7 +275,7 @@ def cell_descriptors(structure: Structure, occupancies: SiteOccupancies | None =
     """
     occupancies = occupancies or SiteOccupancies.of(structure)
     number, lattice = symmetry(structure, occupancies=occupancies)
-    system = _crystal_system(number)
+    system = crystal_system(number)
     one_hot = [1.0 if name == system else 0.0 for name in CRYSTAL_SYSTEMS]
     totals = occupancies.totals()
     disordered = np.array(

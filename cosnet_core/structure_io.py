@@ -1,4 +1,5 @@
-"""Structure I/O without torch: read a CIF or structure file safely, check it, hash it, and its volume per atom.
+"""Structure I/O without torch: read a CIF or structure file safely, check it, hash it, its volume per atom, and
+the one summary of a structure (formula, space group, crystal system, density) that the app shows and stores.
 
 The domain half of :mod:`cosnet_core.structure` (which builds the de-CGCNN crystal graphs of eq. (2) and imports
 torch). Ingest, matching, the database layer and the pages read structures from here, so none of them loads torch.
@@ -6,12 +7,14 @@ torch). Ingest, matching, the database layer and the pages read structures from 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import signal
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -248,13 +251,122 @@ def structure_hash(structure: Structure) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# ------------------------------------------------------------------------------------------- one structure summary
+
+SUMMARY_SYMPREC = 0.1
+"""Distance tolerance (Å) of the space group shown to users and stored with each structure (loose enough for
+experimental CIFs). The model's cell descriptors use their own spglib call (:func:`cosnet_core.structure.symmetry`)."""
+
+
+def space_group(structure: Structure, symprec: float = SUMMARY_SYMPREC) -> tuple[str | None, int | None]:
+    """Hermann–Mauguin symbol and international number of a structure's space group (pymatgen's analyzer).
+
+    Args:
+        structure: the structure.
+        symprec: distance tolerance in Å.
+
+    Returns:
+        ``(symbol, number)``, or ``(None, None)`` when spglib gives up (some disordered cells).
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        analyzer = SpacegroupAnalyzer(structure, symprec=symprec)
+        return analyzer.get_space_group_symbol(), int(analyzer.get_space_group_number())
+    except Exception:  # spglib fails on some disordered cells; the structure stays usable
+        return None, None
+
+
+@functools.cache
+def crystal_system(space_group_number: int) -> str:
+    """The crystal system of a space group (``"triclinic"`` … ``"cubic"``), as pymatgen's ``SpaceGroup`` says.
+
+    Args:
+        space_group_number: 1–230.
+
+    Returns:
+        One of the seven crystal-system names.
+    """
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    return str(SpaceGroup.from_int_number(int(space_group_number)).crystal_system)
+
+
+@dataclass(frozen=True)
+class StructureSummary:
+    """What the app shows and stores about one structure, computed in one place.
+
+    Attributes:
+        formula: reduced formula of its elements (``"Li7La3Zr2O12"``).
+        chemsys: elements joined by ``-`` in alphabetical order.
+        nsites: sites in the cell.
+        fractions: element fractions rounded to 6 decimals.
+        spacegroup_symbol: see :func:`space_group` (None when unknown).
+        spacegroup_number: see :func:`space_group` (None when unknown).
+        volume_per_atom: :func:`volume_per_atom` (None for a cell without atoms).
+        density: g/cm³ (None when pymatgen cannot weigh the cell, e.g. dummy species).
+        is_ordered: no partial or mixed occupancy.
+        content_hash: :func:`structure_hash`.
+    """
+
+    formula: str
+    chemsys: str
+    nsites: int
+    fractions: dict[str, float]
+    spacegroup_symbol: str | None
+    spacegroup_number: int | None
+    volume_per_atom: float | None
+    density: float | None
+    is_ordered: bool
+    content_hash: str
+
+
+def summarize_structure(structure: Structure, *, with_space_group: bool = True) -> StructureSummary:
+    """The one summary of a structure (formula, space group, density, …) used by uploads, libraries and the database.
+
+    Args:
+        structure: the structure.
+        with_space_group: compute the space group (False leaves it None, e.g. when a source already gives it).
+
+    Returns:
+        A :class:`StructureSummary`.
+    """
+    composition = structure.composition.element_composition
+    symbol, number = space_group(structure) if with_space_group else (None, None)
+    try:
+        density: float | None = float(structure.density)
+    except Exception:  # a cell pymatgen cannot weigh (dummy species)
+        density = None
+    try:
+        per_atom: float | None = volume_per_atom(structure)
+    except ValueError:
+        per_atom = None
+    return StructureSummary(
+        formula=composition.reduced_formula,
+        chemsys="-".join(sorted(element.symbol for element in composition.elements)),
+        nsites=len(structure),
+        fractions={str(el): round(x, 6) for el, x in composition.fractional_composition.get_el_amt_dict().items()},
+        spacegroup_symbol=symbol,
+        spacegroup_number=number,
+        volume_per_atom=per_atom,
+        density=density,
+        is_ordered=bool(structure.is_ordered),
+        content_hash=structure_hash(structure),
+    )
+
+
 __all__ = [
     "CIF_OCCUPANCY_TOLERANCE",
     "DEFAULT_MAX_SITES",
     "MAX_CIF_BYTES",
+    "SUMMARY_SYMPREC",
     "StructureError",
+    "StructureSummary",
     "check_structure",
+    "crystal_system",
     "load_structure",
+    "space_group",
     "structure_hash",
+    "summarize_structure",
     "volume_per_atom",
 ]

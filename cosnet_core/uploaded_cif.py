@@ -36,29 +36,11 @@ def summarize_cif(text: str, max_sites: int, timeout_s: float) -> dict[str, Any]
     Raises:
         StructureError: the CIF cannot be used (its ``reason`` says why).
     """
-    from cosnet_core.structure_io import load_structure, structure_hash, volume_per_atom
+    from dataclasses import asdict
+
+    from cosnet_core.structure_io import load_structure, summarize_structure
 
     if "\n" not in text:
         text += "\n"  # load_structure reads newline-free short text as a path; a CIF is never a path here
     structure = load_structure(text, max_sites=max_sites, timeout_s=timeout_s)
-    composition = structure.composition.element_composition
-    try:
-        symbol, number = structure.get_space_group_info(symprec=0.1)
-    except Exception:  # spglib gives up on some disordered cells; the structure stays usable
-        symbol, number = None, None
-    return {
-        "cif": text,
-        "content_hash": structure_hash(structure),
-        "formula": composition.reduced_formula,
-        "chemsys": composition.chemical_system,
-        "nsites": len(structure),
-        "fractions": {
-            str(el): round(amount, 6) for el, amount in composition.fractional_composition.get_el_amt_dict().items()
-        },
-        "spacegroup_symbol": symbol,
-        "spacegroup_number": number,
-        "volume_per_atom": volume_per_atom(structure),
-        "density": float(structure.density),
-        "is_ordered": bool(structure.is_ordered),
-        "pymatgen_json": structure.to_json(),
-    }
+    return {"cif": text, **asdict(summarize_structure(structure)), "pymatgen_json": structure.to_json()}

@@ -201,26 +201,21 @@ def state_counts(url: str | None, version_id: int) -> dict[str, int]:
 
 def _structure_fields(candidate: StructureCandidate) -> dict[str, Any]:
     """Column values of a ``Structure`` row for a candidate (parses its CIF if needed)."""
-    from cosnet_core.structure_io import volume_per_atom
+    from cosnet_core.structure_io import summarize_structure
 
     structure = candidate.get_structure()
-    composition = structure.composition
-    nsites = len(structure)
-    try:
-        density = float(structure.density)
-    except Exception:  # a cell pymatgen cannot weigh (dummy species)
-        density = None
+    summary = summarize_structure(structure, with_space_group=False)  # the candidate carries its space group
     return {
         "source": candidate.source,
         "external_id": candidate.external_id[:200],
-        "formula": composition.reduced_formula,
-        "chemsys": "-".join(sorted(el.symbol for el in composition.elements)),
+        "formula": summary.formula,
+        "chemsys": summary.chemsys,
         "spacegroup_symbol": candidate.spacegroup_symbol,
         "spacegroup_number": candidate.spacegroup_number,
-        "nsites": nsites,
-        "volume_per_atom": volume_per_atom(structure) if nsites else None,
-        "density": density,
-        "is_ordered": bool(structure.is_ordered),
+        "nsites": summary.nsites,
+        "volume_per_atom": summary.volume_per_atom,
+        "density": summary.density,
+        "is_ordered": summary.is_ordered,
         "theoretical": candidate.theoretical,
         "energy_above_hull": candidate.energy_above_hull,
         "cif": candidate.get_cif(),
@@ -381,16 +376,6 @@ def _parse_cif_candidate_with(text: str, external_id: str, item: str, max_sites:
 def _bounded_cif_candidate(text: str, external_id: str, item: str, max_sites: int):
     """One CIF through :func:`_bounded_cif_candidates`."""
     return _bounded_cif_candidates([(text, external_id, item, max_sites, {})])[0]
-
-
-def _spacegroup(structure) -> tuple[str | None, int | None]:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        analyzer = SpacegroupAnalyzer(structure, symprec=0.1)
-        return analyzer.get_space_group_symbol(), int(analyzer.get_space_group_number())
-    except Exception:  # spglib fails on some disordered cells: the space group stays unknown
-        return None, None
 
 
 def _decode(data: bytes, item: str) -> str:

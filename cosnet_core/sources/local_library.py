@@ -77,16 +77,6 @@ def _reduced_formula(text: str) -> str:
     return Composition(text).reduced_formula
 
 
-def _spacegroup(structure: Structure) -> tuple[str | None, int | None]:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        analyzer = SpacegroupAnalyzer(structure, symprec=0.1)
-        return analyzer.get_space_group_symbol(), analyzer.get_space_group_number()
-    except Exception:  # spglib fails on some disordered cells; the space group is then unknown
-        return None, None
-
-
 def candidate_from_structure(
     structure: Structure, external_id: str, *, source: str = "library", cif: str | None = None, **properties: Any
 ) -> StructureCandidate:
@@ -103,12 +93,12 @@ def candidate_from_structure(
     Returns:
         The candidate.
     """
-    from cosnet_core.structure_io import structure_hash
+    from cosnet_core.structure_io import space_group, structure_hash
 
     number = properties.pop("spacegroup_number", None)
     symbol = properties.pop("spacegroup_symbol", None)
     if number is None:
-        symbol, number = _spacegroup(structure)
+        symbol, number = space_group(structure)
     return StructureCandidate(
         source=source,
         external_id=external_id,
