@@ -84,6 +84,7 @@ def search(
     name: str,
     stop: Any = None,
     cpus_per_trial: float = 1.0,
+    resources: dict[str, float] | None = None,
     trial: Callable[..., None] = fit_trial,
     space: dict[str, tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:
@@ -101,6 +102,8 @@ def search(
         name: the experiment's name there.
         stop: an optional ``tune.Stopper`` (e.g. the app's cancellation).
         cpus_per_trial: CPUs each trial asks Ray for.
+        resources: custom Ray resources each trial asks for too (e.g. ``{"gpu_node": 1}`` to keep trials on the
+            cluster's nodes that offer it); None: none.
         trial: the trainable (default :func:`fit_trial`; tests pass a synthetic one with the same reports).
         space: the values per name (default Table 3).
 
@@ -115,7 +118,7 @@ def search(
     space = space or SEARCH_SPACE
     trainable = tune.with_resources(
         tune.with_parameters(trial, train=train, val=val, base={**base, "epochs": int(epochs)}),
-        {"cpu": cpus_per_trial},
+        {"cpu": cpus_per_trial, **(resources or {})},
     )
     tuner = tune.Tuner(
         trainable,

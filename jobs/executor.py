@@ -268,13 +268,15 @@ class Executor:
                 return
             use_gpu = has_gpu and requested in ("gpu", "auto")
             num_gpus, device = (1.0, "cuda") if use_gpu else (0.0, "cpu")
-        if job["kind"] in COMPUTE_KINDS:  # the compute task reserves the run's resources, the job task nothing
-            try:
+        try:
+            if job["kind"] in COMPUTE_KINDS:  # the compute task reserves the run's resources, the job task nothing
                 compute = ray_backend.compute_options(num_cpus=num_cpus, num_gpus=num_gpus)
-            except ValueError as error:
-                store.fail_dead_job(self.db_url, job["id"], str(error), from_statuses=("queued",))
-                return
-            num_cpus, num_gpus = 0.0, 0.0
+                num_cpus, num_gpus = 0.0, 0.0
+            elif kind.coordinator:  # what a study's search trials ask for: what one run asks for, without GPU
+                compute = ray_backend.compute_options(num_cpus=ray_backend.cpus_per_run(), num_gpus=0.0)
+        except ValueError as error:
+            store.fail_dead_job(self.db_url, job["id"], str(error), from_statuses=("queued",))
+            return
         ref = ray_backend.submit_job(
             job["id"], self.db_url, self.data_dir, num_cpus=num_cpus, num_gpus=num_gpus, device=device,
             compute=compute,

@@ -891,7 +891,9 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
     too); an ASHA scheduler stops bad trials early.
 
     Each trial trains with the first seed on the study's split for ``search.epochs`` epochs and reports its
-    validation MAE after every epoch; the configuration whose **best** validation epoch is lowest wins (the runs
+    validation MAE after every epoch (its rows reach it through Ray's object store, its reports come back through
+    Tune; a trial saves no checkpoint, so it needs no disk shared with the head, and it asks for the CPUs and the
+    ``COSNET_RAY_RESOURCES`` of a run); the configuration whose **best** validation epoch is lowest wins (the runs
     keep their best validation epoch too). ``search.full_grid`` runs all 720 points of Table 3.
 
     Args:
@@ -908,6 +910,8 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
     from jobs.ray_backend import connect, cpus_per_run
 
     connect()
+    # on a cluster the executor hands over what a trial asks for (this worker does not share its environment)
+    options = ctx.compute or {"num_cpus": cpus_per_run()}
     _CancelStopper = _make_cancel_stopper()
     settings = payload["search"]
     samples = training_samples(ctx.db_url, payload["dataset_version_id"])
@@ -924,7 +928,8 @@ def search_hyperparameters(ctx: JobContext, study_id: int, payload: dict[str, An
             split.train, split.val, base, num_samples=settings["num_samples"], epochs=settings["epochs"],
             grace_period=settings["grace_period"], full_grid=settings["full_grid"],
             storage_path=Path(ctx.data_dir) / "tune", name=f"study-{study_id}-{mode}",
-            stop=_CancelStopper(ctx.db_url, ctx.job_id), cpus_per_trial=cpus_per_run(),
+            stop=_CancelStopper(ctx.db_url, ctx.job_id), cpus_per_trial=options["num_cpus"],
+            resources=options.get("resources"),
         )
         if ctx.should_cancel():
             raise JobCancelled("cancelled during the hyper-parameter search")

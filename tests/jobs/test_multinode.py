@@ -7,7 +7,8 @@ The README's recipe ("Run on a Ray cluster"), followed with ``ray.cluster_utils.
 * the worker node is started with its own EMPTY ``COSNET_DATA_DIR``, no database URL and the custom resource
   ``{"gpu_node": 1}``, so runs train there only.
 
-One run trains on the worker node; after a checkpoint of it reached the head, the worker node is killed
+A study searches Table 3 with one Ray Tune trial (which asks for the same custom resource, so it trains on the
+worker node too), then trains its one run on the worker node; after a checkpoint of it reached the head, the worker node is killed
 (``kill -9`` of all its processes) and a new node (again with an empty data directory) joins; the run resumes there
 from that checkpoint. At the end its epoch metrics (each epoch once), predictions, artifact and representations
 are complete in the app's database and data directory, written by the job's task on the head node while the fit
@@ -37,7 +38,7 @@ from sqlalchemy import select
 
 from cosnet_core.artifact import load_artifact
 from db.engine import session_scope
-from db.models import EpochMetric, ModelArtifact
+from db.models import EpochMetric, ModelArtifact, Study
 from jobs import store
 from tests.jobs.conftest import TINY_TRAIN, make_dataset, wait_until
 
@@ -49,20 +50,20 @@ EPOCHS = 30
 RESOURCE = {"gpu_node": 1}
 
 
-def queue_run(db_url: str, version_id: int, epochs: int, seed: int) -> tuple[int, int]:
-    """A study job claimed by the test (it only coordinates, so no executor task is needed for it) with one
-    bimodal run queued; returns ``(run id, its train job id)``."""
-    import jobs
-    from jobs.training import run_specs, validate_study_payload
+def study_payload(version_id: int) -> dict:
+    """One bimodal run of EPOCHS epochs, after a one-trial Table 3 search (the trial trains on a worker node too)."""
+    return {"dataset_version_id": version_id, "modes": ["bimodal"], "seeds": [0],
+            "train": {**TINY_TRAIN, "epochs": EPOCHS},
+            "search": {"enabled": True, "num_samples": 1, "epochs": 1, "grace_period": 1}}
 
-    payload = validate_study_payload({"dataset_version_id": version_id, "modes": ["bimodal"], "seeds": [seed],
-                                      "train": {**TINY_TRAIN, "epochs": epochs}})
-    study_job = jobs.submit("study", payload, db_url=db_url)
-    assert store.claim_job(db_url, study_job, pid=os.getpid(), host="test", log_path="study.log") is not None
-    study_id = store.ensure_study(db_url, study_job, payload)
-    store.create_runs(db_url, study_id, study_job, run_specs(payload))
-    (run,) = store.runs_of_study(db_url, study_id)
-    return run["id"], run["job_id"]
+
+def the_run(db_url: str, study_job: int) -> dict | None:
+    """The study's one run once the study made it."""
+    with session_scope(db_url) as session:
+        study = session.scalar(select(Study).where(Study.job_id == study_job))
+        study_id = None if study is None else study.id
+    runs = [] if study_id is None else store.runs_of_study(db_url, study_id)
+    return runs[0] if runs else None
 
 
 def _ended(db_url: str, job_id: int) -> bool:
@@ -124,7 +125,12 @@ def scenario(facts_path: Path) -> None:
         facts["worker_env"] = ray.get(probe.remote(), timeout=120)
         facts["timings"]["cluster_up_s"] = time.monotonic() - started
 
-        run_id, job_id = queue_run(db_url, version_id, EPOCHS, seed=0)
+        import jobs
+
+        study_job = jobs.submit("study", study_payload(version_id), db_url=db_url)
+        run = wait_until(lambda: the_run(db_url, study_job), 180, "the study's run (after its search)")
+        run_id, job_id = run["id"], run["job_id"]
+        facts["timings"]["search_s"] = time.monotonic() - started
         checkpoint = head_dir / "checkpoints" / f"run-{run_id}.pt"
         on_head: dict[int, bool] = {}  # pid of the job's process (the one writing to the database) -> on the head?
 
@@ -149,7 +155,8 @@ def scenario(facts_path: Path) -> None:
         replacement = _add_worker_node(cluster, worker_dirs[1])
         facts["workers"].append(replacement.node_id)
         wait_until(lambda: watch(lambda: _ended(db_url, job_id)), 180, "the run after the kill")
-        facts["run"] = {"run": run_id, "job": job_id, "job_processes_on_head": on_head}
+        wait_until(lambda: _ended(db_url, study_job), 60, "the study's end")
+        facts["run"] = {"run": run_id, "job": job_id, "job_processes_on_head": on_head, "study_job": study_job}
         facts["timings"]["total_s"] = time.monotonic() - started
     finally:
         stop.set()
@@ -224,6 +231,16 @@ def test_a_run_on_a_worker_node_without_data_dir_or_database_is_stored_on_the_he
     assert len(fits) == 2 and f"Ray node {first_worker}" in fits[0] and f"Ray node {second_worker}" in fits[1], fits
     # the worker nodes' data directories hold nothing the app needs (nothing at all)
     assert [p for folder in worker_dirs for p in folder.rglob("*")] == []
+
+    # the study: its search trial (asking for {"gpu_node": 1} like the run) ended with a result, Tables 1-2 (which
+    # read the predictions and the representations) were computed on the head
+    assert store.job_row(db_url, facts["run"]["study_job"])["status"] == "succeeded"
+    with session_scope(db_url) as session:
+        study = session.scalar(select(Study).where(Study.job_id == facts["run"]["study_job"]))
+        config, results = study.config, study.results
+    (trial,) = config["search_results"]["bimodal"]["trial_results"]
+    assert trial["epochs"] == 1 and np.isfinite(trial["best_val_mae"])
+    assert set(results["table1"]) == {"bimodal"} and set(results["table2"]) == {"bimodal"}
 
     # kill -9 of the worker node after a checkpoint reached the head: resumed from that checkpoint on the new node
     assert job["attempts"] == 2 and any("compute worker lost: NodeDiedError" in line for line in log), log
