@@ -38,7 +38,6 @@ from db.access import AccessDenied
 from db.datasets import (
     DatasetInfo,
     DatasetStoreError,
-    UploadedStructure,
     UploadedStructures,
     VersionInfo,
     add_version,
@@ -53,7 +52,9 @@ from db.datasets import (
     set_shared,
     unused_rows_csv,
 )
+from ui import background
 from ui.auth import LOGOUT_COUNT_KEY, current_actor, current_username
+from ui.background import CifReading
 from ui.state import active_version_id, set_active_version, visibility
 from ui.text import md_escape, md_quote
 
@@ -68,6 +69,9 @@ NONE = "(none)"
 CIF_MAX_SITES = 500
 CIF_TIMEOUT_S = 10.0
 CIF_MEMORY_MB = 1024  # per CIF, on top of what the parsing process starts with
+#: How long the run that uploads a zip waits for its CIFs before showing a progress bar instead (a few CIFs are
+#: read by then and the page shows their outcome at once).
+CIF_WAIT_S = 1.0
 
 ROLE_LABELS: dict[str, str] = {
     "formula": "Formula (required)",
@@ -159,14 +163,14 @@ def _clean(
     return clean_table(raw, ColumnMapping(**mapping), CleaningOptions(**options), cifs=cifs)
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading the CIF files…")
-def _parse_cifs(cifs: dict[str, bytes], members: tuple[str, ...]) -> UploadedStructures:
-    return parse_uploaded_cifs(cifs, members)
+def _cif_limits() -> dict[str, Any]:
+    return {"max_sites": CIF_MAX_SITES, "timeout_s": CIF_TIMEOUT_S * 1.5, "memory_mb": CIF_MEMORY_MB}
 
 
 def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> UploadedStructures:
-    """Parse the CIFs that rows refer to, in a separate process bounded in time and memory per CIF (see
-    :mod:`cosnet_core.bounded`) and in sites; failures get a reason, never a crash or a hung page.
+    """Parse the CIFs that rows refer to now, in a separate process bounded in time and memory per CIF (see
+    :mod:`cosnet_core.bounded`) and in sites; failures get a reason, never a crash or a hung page. The page itself
+    reads them in the background (:func:`ui.background.start_reading`) with the same limits.
 
     Args:
         cifs: ``{zip member: bytes}`` from ``read_cif_zip``.
@@ -175,21 +179,17 @@ def parse_uploaded_cifs(cifs: Mapping[str, bytes], members: Iterable[str]) -> Up
     Returns:
         The parsed structures by member and, for the others, why they could not be read.
     """
-    from cosnet_core.bounded import map_bounded
-    from cosnet_core.uploaded_cif import summarize_cif
+    return background.read_cifs(cifs, members, **_cif_limits())
 
-    names = sorted(set(members))
-    texts = [cifs[member].decode("utf-8-sig", errors="replace") for member in names]
-    outcomes = map_bounded(summarize_cif, [(text, CIF_MAX_SITES, 0) for text in texts],
-                           timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB)
-    structures: dict[str, UploadedStructure] = {}
-    errors: dict[str, str] = {}
-    for member, (status, value) in zip(names, outcomes, strict=True):
-        if status == "ok":
-            structures[member] = UploadedStructure(member=member, **value)
-        else:
-            errors[member] = value if status == "error" else f"reading it {value}"
-    return UploadedStructures(structures=structures, errors=errors)
+
+@st.fragment(run_every=1.0)
+def _reading_progress(reading: CifReading) -> None:
+    """``n of N CIFs read``, refreshed every second on its own; the whole page reruns once the reading is done."""
+    if reading.finished:
+        st.rerun()
+    done, total = reading.n_done, reading.total
+    st.progress(done / max(total, 1), text=f"Reading the CIF files in the background: {done} of {total} read.")
+    st.caption("The form stays usable meanwhile; the preview's CIF messages and the Import button wait for it.")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -406,8 +406,11 @@ def _options_widgets(mapping: ColumnMapping, token: str, preset: Mapping[str, An
     )
 
 
-def _preview(result: IngestResult, uploaded: UploadedStructures) -> None:
+def _preview(result: IngestResult, uploaded: UploadedStructures, reading: CifReading | None = None) -> None:
     st.subheader("4. Preview (nothing is stored yet)")
+    if reading is not None and not reading.finished:
+        st.info(f"The CIF files are still being read ({reading.n_done} of {reading.total}): rows whose CIF cannot "
+                "be read are named here when the reading is done.")
     s = result.summary
     st.write(
         f"Of {s.n_rows} rows, **{s.n_kept} would be kept**, {s.n_rejected} rejected, {s.n_censored} censored, "
@@ -561,6 +564,7 @@ def upload_section(url: str, limits: IngestLimits) -> None:
     options = _options_widgets(mapping, token, preset.get("options"))
 
     cifs = None
+    reading: CifReading | None = None
     if archive is not None:
         try:
             cifs = _unzip(archive["data"], limit_key)
@@ -568,19 +572,27 @@ def upload_section(url: str, limits: IngestLimits) -> None:
             st.error(f"Cannot use the zip {md_quote(archive['name'])}: {md_escape(error)}")
             return
         st.caption(f"The zip {md_quote(archive['name'])} holds {len(cifs)} CIF file(s).")
+        # Read once per zip, in the background, from the run that uploads it (issue 16, item 9).
+        reading, started = background.start_reading(archive["sha256"], cifs, **_cif_limits())
+        if not (started and reading.wait(CIF_WAIT_S)) and not reading.finished:
+            _reading_progress(reading)
     try:
         result = _clean(raw, _mapping_dict(mapping), _options_dict(options), cifs)
     except IngestError as error:
         st.error(f"Cannot clean {md_quote(name)}: {md_escape(error)}")
         return
     members = tuple(sorted({m for m in result.rows["cif_member"] if isinstance(m, str)}))
-    uploaded = _parse_cifs(cifs, members) if cifs and members else UploadedStructures()
-    _preview(result, uploaded)
+    reading_cifs = reading is not None and bool(members) and not reading.finished
+    uploaded = reading.outcome(members) if reading is not None and members and not reading_cifs \
+        else UploadedStructures()
+    _preview(result, uploaded, reading if reading_cifs else None)
     unanswered = _kelvin_question(result, token)
 
     datasets = [d for d in list_datasets(url, **visibility()) if may_change(d.owner)]
     target, dataset_name = _destination(datasets, PurePath(name).stem, token, reclean.get("dataset_id"))
-    if not st.button("Import", type="primary", key=f"import_{token}", disabled=unanswered):
+    if reading_cifs:
+        st.caption("Import waits until the CIF files are read (the progress bar above).")
+    if not st.button("Import", type="primary", key=f"import_{token}", disabled=unanswered or reading_cifs):
         return
     settings: dict[str, Any] = {"table_filename": name}
     if archive is not None:

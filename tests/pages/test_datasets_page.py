@@ -14,6 +14,7 @@ from db import datasets as store
 from db.engine import session_scope
 from db.models import Base, Study
 from tests.cosnet_core.ingest_files import zip_archive
+from tests.pages.cif_reading import finish_cif_reading
 
 PAGE = "pages/datasets.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,8 @@ def _upload(at, name: str, data: bytes, zip_data: bytes | None = None):
         at.file_uploader[1].set_value(("structures.zip", zip_data, "application/zip"))
     at.run()
     assert not at.exception, at.exception
+    if zip_data is not None and not at.error:  # the CIFs are read in the background
+        finish_cif_reading(at)
     return at
 
 
