@@ -26,7 +26,8 @@ from cosnet_core.splits import (
 )
 from db.access import AccessDenied, may_change
 from jobs import store
-from jobs.training import MODES, estimate_study_seconds, format_duration
+from jobs.estimate import estimate_study_seconds, measured_rates, remaining_study_seconds
+from jobs.training import MODES, format_duration
 from ui.auth import current_actor
 from ui.results_view import best_epoch_at_end, epoch_curves, train_longer_hint
 from ui.state import active_version_id, database
@@ -341,19 +342,22 @@ if init_from != "none" and not _encoder_fits(init_from, int(hidden_dim), PRESET)
 
 n_main = len(modes) * int(n_seeds)
 n_figure2 = len([m for m in modes if m != "composition"]) * int(n_seeds) * len(FIGURE2_KEPT) if figure2 else 0
-estimate = estimate_study_seconds(
-    counts["rows"], n_main + n_figure2, int(epochs),
+estimate = estimate_study_seconds(  # from this installation's measured epochs (jobs.estimate)
+    counts["rows"],
+    {m: int(n_seeds) * (1 + (len(FIGURE2_KEPT) if figure2 and m != "composition" else 0)) for m in modes},
+    int(epochs),
+    rates=measured_rates(url, hidden_dim=int(hidden_dim)),
     parallel=_parallel_runs(),
     gpu=device == "gpu" or (device == "auto" and gpu_ok),
-    seconds_per_row_epoch=store.median_epoch_seconds_per_row(url, hidden_dim=int(hidden_dim)),
-    search_trial_epochs=search_trials * search_epochs * len(modes) if search else 0,
+    search_trial_epochs={m: search_trials * search_epochs for m in modes} if search else None,
 )
 st.caption(
     f"{n_main + n_figure2} runs of {int(epochs)} epochs on {counts['rows']} rows"
     + (f", after a search of {search_trials} trials × {search_epochs} epochs per mode" if search else "")
     + ": estimated "
     f"{format_duration(estimate)} ({_parallel_runs()} at a time; from this installation's finished runs of the "
-    "same encoder width when there are any, else from a reference speed)."
+    "same encoder width and mode when there are any, else from a reference speed; corrected from the study's own "
+    "epochs once it runs)."
 )
 for problem in problems:
     st.error(f"Cannot launch: {problem}.")
@@ -456,6 +460,20 @@ def _cancel_one_run(runs: list[dict], study_id: int) -> None:
     right.button("Cancel run", key=f"cancel-run-{study_id}", on_click=_cancel_chosen_run, args=(study_id,))
 
 
+def _remaining(runs: list[dict]) -> None:
+    """The time left of a running study, from the epochs it has already timed (jobs.estimate)."""
+    left = remaining_study_seconds(runs, store.epoch_metrics(url, [r["id"] for r in runs]),
+                                   parallel=_parallel_runs())
+    if left is None:
+        st.caption("Time left: known after the first epoch of this study.")
+        return
+    per_epoch = ", ".join(f"{mode} {seconds:.2g} s" for mode, seconds in left.seconds_per_epoch.items()
+                          if mode != "all")
+    st.caption(f"Time left: {format_duration(left.seconds)} at most ({left.epochs_left} epochs to go; from the "
+               f"{left.epochs_timed} epochs this study has timed, median per epoch: {per_epoch}; early stopping "
+               "may end runs sooner).")
+
+
 def _study_card(study: dict, target_unit: str) -> None:
     status = study["job_status"] or study["status"]
     if status in store.ACTIVE and study.get("cancel_requested"):
@@ -464,6 +482,9 @@ def _study_card(study: dict, target_unit: str) -> None:
         st.markdown(f"**{STATUS_ICONS.get(status, '')} Study {study['id']}** · {status}")
         st.caption(md_escape(study["name"]))
         st.progress(float(study["progress"] or 0.0), text=study["message"] or status)
+        runs = store.runs_of_study(url, study["id"])
+        if status in store.ACTIVE:
+            _remaining(runs)
         if status in store.ACTIVE:
             st.button(
                 "Cancel study", key=f"cancel-{study['job_id']}", on_click=_cancel,
@@ -472,7 +493,6 @@ def _study_card(study: dict, target_unit: str) -> None:
             )
         if study["error"]:
             st.error(f"The study failed: {md_escape(study['error'])}")
-        runs = store.runs_of_study(url, study["id"])
         if runs:
             counts = store.run_counts(runs)
             st.caption(
