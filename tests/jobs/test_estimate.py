@@ -3,11 +3,12 @@ it has timed itself (jobs.estimate)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
-from jobs.estimate import RUN_OVERHEAD_S, estimate_study_seconds, remaining_study_seconds
+from jobs.estimate import RUN_OVERHEAD_S, estimate_study_seconds, measured_rates, remaining_study_seconds
 from tests.cosnet_core.test_train import tiny_config, toy_samples
 
 
@@ -60,3 +61,29 @@ def test_the_remaining_time_after_two_epochs_of_a_real_run_matches_the_rest_of_i
     actual = marks[8] - marks[2]
     assert after_two.epochs_left == 6
     assert actual / 3 < after_two.seconds < actual * 3, (after_two.seconds, actual, timed)
+
+
+@pytest.mark.both_databases
+def test_measured_rates_per_mode_from_finished_runs(app_env):
+    from db.engine import session_scope
+    from db.models import Dataset, DatasetVersion, EpochMetric, Run
+
+    url = os.environ["COSNET_DATABASE_URL"]
+    assert measured_rates(url) == {}  # nothing finished: the page falls back to the reference speed
+    with session_scope(url) as session:
+        version = DatasetVersion(dataset=Dataset(name="d"), number=1, n_rows=10, n_kept=10, n_rejected=0)
+        session.add(version)
+        session.flush()
+        for mode, seconds, status in (("composition", [9.0, 1.0, 3.0], "succeeded"),  # epoch 1 left out: 0.2
+                                      ("composition", [9.0, 4.0], "succeeded"),  # 0.4
+                                      ("bimodal", [9.0, 10.0], "succeeded"),  # 1.0
+                                      ("bimodal", [9.0, 90.0], "failed")):  # not finished: ignored
+            run = Run(dataset_version_id=version.id, mode=mode, seed=0, n_epochs=len(seconds), status=status,
+                      config={"hidden_dim": 64})
+            session.add(run)
+            session.flush()
+            session.add_all(EpochMetric(run_id=run.id, epoch=e, train_loss=1.0, val_mae=1.0, seconds=s)
+                            for e, s in enumerate(seconds, start=1))
+    rates = measured_rates(url, hidden_dim=64)
+    assert rates == pytest.approx({"composition": 0.3, "bimodal": 1.0, "all": 0.4})
+    assert measured_rates(url, hidden_dim=32) == {}
