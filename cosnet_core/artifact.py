@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cosnet_core import __version__ as CODE_VERSION
+from cosnet_core.errors import InputError
 
 if TYPE_CHECKING:
     from cosnet_core.data import Sample
@@ -44,7 +45,7 @@ ARTIFACT_FORMAT_VERSION = 1
 ARTIFACT_SUFFIX = ".pt"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(InputError):
     """A file that is not a usable COSNet artifact (the message names the file and the reason)."""
 
 

@@ -11,6 +11,8 @@ import re
 from pymatgen.core import Composition
 from pymatgen.core.periodic_table import DummySpecies, Element
 
+from cosnet_core.errors import InputError
+
 # An element symbol followed by an explicit zero amount ("Fe0O3", "Li0.0"); pymatgen drops such elements silently.
 _ZERO_AMOUNT = re.compile(r"[A-Z][a-z]?(?:0+(?:\.0*)?|\.0+)(?![\d.])")
 _INVISIBLE = "\ufeff\u200b\u200c\u200d\u00a0"
@@ -21,21 +23,25 @@ _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 MIN_AMOUNT, MAX_AMOUNT = 1e-6, 1e6
 
 
-class FormulaError(ValueError):
+class FormulaError(InputError):
     """A formula that cannot become a composition graph.
 
     Attributes:
-        formula: the text as given.
+        formula: the text as given (also ``item``).
         reason: why it was refused.
     """
 
     def __init__(self, formula: str, reason: str) -> None:
         super().__init__(formula, reason)
-        self.formula = formula
-        self.reason = reason
 
-    def __str__(self) -> str:
-        return f"formula {self.formula!r}: {self.reason}"
+    @property
+    def formula(self) -> str:
+        """The formula as given."""
+        return str(self.item)
+
+    def item_label(self) -> str:
+        """``formula 'Xx2'``."""
+        return f"formula {self.item!r}"
 
 
 def _clean(text: str) -> str:

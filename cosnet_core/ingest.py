@@ -50,6 +50,7 @@ from typing import Literal
 
 import pandas as pd
 
+from cosnet_core.errors import InputError
 from cosnet_core.formula import FormulaError, composition_key, parse_formula
 from cosnet_core.tabular import target_too_large
 from cosnet_core.units import suspect_kelvin_rows, to_unit
@@ -68,7 +69,7 @@ MissingTemperaturePolicy = Literal["filter", "keep"]
 KelvinPolicy = Literal["ask", "convert", "keep"]
 
 
-class IngestError(ValueError):
+class IngestError(InputError):
     """A file or a mapping that cannot be imported; the message is written for the person who uploaded it."""
 
 

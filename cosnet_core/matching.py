@@ -45,6 +45,7 @@ from typing import Literal
 
 from pymatgen.core import Composition
 
+from cosnet_core.errors import InputError
 from cosnet_core.formula import FormulaError, parse_formula
 from cosnet_core.sources.base import StructureCandidate, StructureSource, element_set
 
@@ -57,7 +58,7 @@ ON_HULL_TOLERANCE = 1e-6  # eV/atom
 _MP_ID = re.compile(r"^mp-\d+$")
 
 
-class MatchingError(ValueError):
+class MatchingError(InputError):
     """A composition that cannot be matched (for example an unparseable formula), naming the row.
 
     Attributes:
@@ -67,9 +68,10 @@ class MatchingError(ValueError):
     """
 
     def __init__(self, row: int | None, formula: str, reason: str) -> None:
-        super().__init__(row, formula, reason)
+        ValueError.__init__(self, row, formula, reason)  # three arguments, so that it pickles back
         self.row = row
         self.formula = formula
+        self.item = formula
         self.reason = reason
 
     def __str__(self) -> str:

@@ -14,6 +14,7 @@ from typing import Literal, Protocol, TypeVar
 import numpy as np
 from pymatgen.core import Composition
 
+from cosnet_core.errors import InputError
 from cosnet_core.formula import composition_key
 
 SplitMethod = Literal["random", "grouped", "column"]
@@ -48,7 +49,7 @@ class _HasComposition(Protocol):
 S = TypeVar("S", bound=_HasComposition)
 
 
-class SplitError(ValueError):
+class SplitError(InputError):
     """A split that cannot be made (bad label, too few rows); the message names the row or the reason."""
 
 

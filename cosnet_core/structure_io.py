@@ -21,25 +21,31 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
+from cosnet_core.errors import InputError
+
 DEFAULT_MAX_SITES = 2000
 CIF_OCCUPANCY_TOLERANCE = 1.05
 
 
-class StructureError(ValueError):
+class StructureError(InputError):
     """A structure that cannot become a crystal graph.
 
     Attributes:
-        source: the file name, structure formula or "CIF text" it came from.
+        source: the file name, structure formula or "CIF text" it came from (also ``item``).
         reason: why it was refused.
     """
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(source, reason)
-        self.source = source
-        self.reason = reason
 
-    def __str__(self) -> str:
-        return f"structure {self.source}: {self.reason}"
+    @property
+    def source(self) -> str:
+        """The file name, structure formula or "CIF text" it came from."""
+        return str(self.item)
+
+    def item_label(self) -> str:
+        """``structure <source>``."""
+        return f"structure {self.item}"
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
+from cosnet_core.errors import InputError
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -25,7 +27,7 @@ NO_SUCH_STRUCTURE_FILE = "no such file in the structures folder"
 TargetTransform = Literal["none", "log10"]
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """The table as a whole cannot be used (file missing or unreadable, a named column absent)."""
 
 

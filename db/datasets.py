@@ -31,6 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from cosnet_core.errors import InputError
 from db import audit
 from db.access import Actor, require_dataset_owner, visible_datasets
 from db.config import artifacts_dir, data_dir
@@ -58,7 +59,7 @@ _LIMITS = {"external_id": 200, "composition": 200, "raw_target": 200, "split": 2
            "structure_file": 500}
 
 
-class DatasetStoreError(ValueError):
+class DatasetStoreError(InputError):
     """A request the store refuses (unknown dataset or version, nothing to import)."""
 
 

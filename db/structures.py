@@ -42,6 +42,7 @@ import pandas as pd
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from cosnet_core.errors import InputError
 from db.access import Actor, require_owner_of, visible_datasets
 from db.engine import session_scope
 from db.models import (
@@ -97,21 +98,13 @@ Progress = Callable[[float, str], None]
 MAX_ATTACH_DISTANCE = 0.10  # an attached CIF may be a parent structure of a doped row, not another compound
 
 
-class StructureStoreError(ValueError):
+class StructureStoreError(InputError):
     """Input the structure store refuses, naming the item (file, row, entry, decision) and the reason.
 
     Attributes:
         item: what was refused, e.g. ``"cifs.zip: ../evil.cif"`` or ``"decision 12"``.
         reason: why, in words for the user.
     """
-
-    def __init__(self, item: str, reason: str) -> None:
-        super().__init__(item, reason)
-        self.item = item
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.item}: {self.reason}"
 
 
 def default_reviewer() -> str:

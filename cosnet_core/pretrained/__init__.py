@@ -13,11 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cosnet_core.errors import InputError
+
 PRETRAINED_DIR = Path(__file__).resolve().parent
 MANIFEST = PRETRAINED_DIR / "manifest.json"
 
 
-class PretrainError(ValueError):
+class PretrainError(InputError):
     """A pretraining table or checkpoint that cannot be used (the message says which and why)."""
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pymatgen.core import Composition
 
+from cosnet_core.errors import InputError
 from cosnet_core.sources.base import StructureCandidate, element_set
 
 if TYPE_CHECKING:
@@ -42,21 +43,13 @@ ID_COLUMNS = ("material_id", "id", "external_id", "name", "filename")
 FORMULA_COLUMNS = ("reduced_formula", "formula_pretty", "formula")
 
 
-class LibraryImportError(ValueError):
+class LibraryImportError(InputError):
     """A file, zip member or table row that cannot become a library entry.
 
     Attributes:
         item: the file name, zip member or ``"<file> row <n>"``.
         reason: why.
     """
-
-    def __init__(self, item: str, reason: str) -> None:
-        super().__init__(item, reason)
-        self.item = item
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.item}: {self.reason}"
 
 
 def structure_matcher():
