@@ -16,6 +16,7 @@ each). Here ``__main__`` is this module, which a child imports at no cost. Torch
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 from typing import Any
@@ -64,9 +65,12 @@ def main() -> None:
         sys.stdout.write(json.dumps({"member": member, "status": status, "value": value}) + "\n")
         sys.stdout.flush()
 
-    read_batches(request["cifs"], max_sites=int(request["max_sites"]), timeout_s=float(request["timeout_s"]),
-                 memory_mb=int(request["memory_mb"]), batch=int(request.get("batch", 4)),
-                 readers=int(request.get("readers", 1)), emit=emit)
+    max_sites, timeout_s = int(request["max_sites"]), float(request["timeout_s"])
+    if max_sites < 1 or not (math.isfinite(timeout_s) and timeout_s > 0):  # an unbounded reader could hang forever
+        sys.exit(f"parse_worker: max_sites ({max_sites}) must be at least 1 and timeout_s ({timeout_s}) a positive "
+                 "number of seconds")
+    read_batches(request["cifs"], max_sites=max_sites, timeout_s=timeout_s, memory_mb=int(request["memory_mb"]),
+                 batch=int(request.get("batch", 4)), readers=int(request.get("readers", 1)), emit=emit)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,17 @@ def test_choosing_the_target_while_cifs_are_read_does_not_wait_for_them(app_test
     assert list(entries["match_state"]) == ["unmatched", "accepted", "accepted", "unmatched"]
     assert entries["structure_id"].notna().sum() == 2
 
+
+
+def test_a_reader_that_dies_finishes_the_reading_with_a_reason_for_every_cif():
+    """The page must never wait forever: a worker that exits without answering ends the reading, each CIF named."""
+    import ui.background as background
+
+    reading, started = background.start_reading("not-a-real-zip-" + "0" * 48, {"a.cif": NACL.encode(), "b.cif": b"x"},
+                                                max_sites=500, timeout_s=float("nan"), memory_mb=0)
+    assert started  # the worker refuses a time limit that is not a number before reading anything
+    assert reading.wait(60)
+    outcome = reading.outcome(["a.cif", "b.cif"])
+    assert not outcome.structures
+    assert set(outcome.errors) == {"a.cif", "b.cif"}
+    assert all(reason.startswith("the background reader stopped early (exit code ") for reason in outcome.errors.values())
