@@ -17,12 +17,42 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Any
 
-#: The paper's three training modes (Table 1), in its order: composition-only learning, bimodal learning with the
-#: eq. (13) augmentation, and bimodal learning without it. The one list the command line, the jobs, the pages and
-#: :class:`cosnet_core.train.TrainConfig` use.
-MODES: tuple[str, ...] = ("composition", "bimodal-aug", "bimodal")
+
+class Mode(StrEnum):
+    """The paper's three training modes (Table 1), in its order: composition-only learning, bimodal learning with
+    the eq. (13) augmentation, and bimodal learning without it.
+
+    The one definition the command line, the jobs, the database, the pages and
+    :class:`cosnet_core.train.TrainConfig` use. A member equals its text (``Mode.BIMODAL_AUG == "bimodal-aug"``);
+    configurations, artifacts and database rows store the text.
+    """
+
+    COMPOSITION = "composition"
+    BIMODAL_AUG = "bimodal-aug"
+    BIMODAL = "bimodal"
+
+    @property
+    def label(self) -> str:
+        """Name in tables and charts (``"bimodal with augmentation"``)."""
+        return _MODE_LABELS[self]
+
+    @property
+    def uses_structures(self) -> bool:
+        """Whether g_S and the modality weights take part (the two bimodal modes; Figure 2 varies them)."""
+        return self is not Mode.COMPOSITION
+
+
+_MODE_LABELS = {
+    Mode.COMPOSITION: "composition only",
+    Mode.BIMODAL_AUG: "bimodal with augmentation",
+    Mode.BIMODAL: "bimodal without augmentation",
+}
+
+#: The modes' texts in the paper's order.
+MODES: tuple[str, ...] = tuple(mode.value for mode in Mode)
 
 #: Table 3 of the paper, keyed by the :class:`~cosnet_core.train.TrainConfig` field each entry sets.
 #: "concatenation false/true" is ``fusion`` ("sum"/"concat"); "scalar weight false/true" is ``weight``

@@ -28,13 +28,10 @@ from cosnet_core.evaluate import (
     measured_mask,
     table1_of_runs,
 )
+from cosnet_core.hparams import Mode
 
 SUBSET_LABELS = {"all": "complete", "without_structure": "w/o structure", "with_structure": "w/ structure"}
-MODE_LABELS = {
-    "composition": "composition only",
-    "bimodal-aug": "bimodal with augmentation",
-    "bimodal": "bimodal without augmentation",
-}
+MODE_LABELS = {mode.value: mode.label for mode in Mode}
 REQUIRED_COLUMNS = ("run_id", "mode", "seed", "entry_id", "split", "target", "prediction", "w_c", "has_structure")
 
 

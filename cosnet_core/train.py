@@ -37,7 +37,9 @@ import torch
 from cosnet_core import __version__ as CODE_VERSION
 from cosnet_core.hparams import (
     CENSORED_TRAINING_DEFAULT,
+    DEFAULTS,
     MODES,  # the one list of modes (re-exported here)
+    Mode,  # the modes' one definition lives in hparams
 )
 
 if TYPE_CHECKING:
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     from cosnet_core.predict import Predictions
     from cosnet_core.structure import GraphCache
 
-Mode = Literal["composition", "bimodal-aug", "bimodal"]
 CHECKPOINT_FORMAT = "cosnet-checkpoint-1"
 
 
@@ -60,7 +61,7 @@ class TrainConfig:
     (:data:`cosnet_core.hparams.SEARCH_SPACE`).
 
     Attributes:
-        mode: "composition", "bimodal-aug" or "bimodal".
+        mode: a :class:`~cosnet_core.hparams.Mode` text: "composition", "bimodal-aug" or "bimodal".
         lr: Adamax learning rate.
         weight_decay: Adamax weight decay.
         lr_decay: gamma of the exponential learning-rate decay (per epoch).
@@ -99,36 +100,37 @@ class TrainConfig:
             whatever this says.
     """
 
-    mode: Mode = "bimodal-aug"
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    lr_decay: float = 0.99
-    epochs: int = 200
-    batch_size: int = 128
-    loss: Literal["l1", "mse"] = "l1"
+    # Every default that hparams.DEFAULTS also holds is read from it (one place); init_from stays None (see DEFAULTS).
+    mode: str = Mode.BIMODAL_AUG.value
+    lr: float = DEFAULTS["lr"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    lr_decay: float = DEFAULTS["lr_decay"]
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    loss: Literal["l1", "mse"] = DEFAULTS["loss"]
     grad_clip: float | None = None
     early_stopping_patience: int | None = None
     device: str = "auto"
     seed: int = 0
-    embedding: str = "matscholar200"
-    hidden_dim: int = 64
-    roost_layers: int = 3
-    roost_heads: int = 3
-    roost_mlp_hidden: int | None = None
-    roost_mlp_batchnorm: bool = False
-    roost_power_init: Literal["one", "normal"] = "one"
-    cgcnn_layers: int = 3
-    head: Literal["mlp", "authors"] = "mlp"
-    cell_features: Literal["all", "no-volume", "authors"] = "all"
-    fusion: Literal["sum", "concat"] = "sum"
-    weight: Literal["scalar", "vector"] = "scalar"
+    embedding: str = DEFAULTS["embedding"]
+    hidden_dim: int = DEFAULTS["hidden_dim"]
+    roost_layers: int = DEFAULTS["roost_layers"]
+    roost_heads: int = DEFAULTS["roost_heads"]
+    roost_mlp_hidden: int | None = DEFAULTS["roost_mlp_hidden"]
+    roost_mlp_batchnorm: bool = DEFAULTS["roost_mlp_batchnorm"]
+    roost_power_init: Literal["one", "normal"] = DEFAULTS["roost_power_init"]
+    cgcnn_layers: int = DEFAULTS["cgcnn_layers"]
+    head: Literal["mlp", "authors"] = DEFAULTS["head"]
+    cell_features: Literal["all", "no-volume", "authors"] = DEFAULTS["cell_features"]
+    fusion: Literal["sum", "concat"] = DEFAULTS["fusion"]
+    weight: Literal["scalar", "vector"] = DEFAULTS["weight"]
     head_hidden: tuple[int, ...] = (64, 32)
     weight_hidden: tuple[int, ...] = (64, 32)
     radius: float = 8.0
     max_neighbors: int = 12
-    descriptors: Literal["none", "magpie"] = "none"
+    descriptors: Literal["none", "magpie"] = DEFAULTS["descriptors"]
     init_from: str | None = None
-    structure_features: Literal["none", "chgnet"] = "none"
+    structure_features: Literal["none", "chgnet"] = DEFAULTS["structure_features"]
     nonnegative: Literal["auto", "on", "off"] = "auto"
     censored: Literal["drop", "bound"] = CENSORED_TRAINING_DEFAULT
 

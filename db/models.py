@@ -36,7 +36,6 @@ MATCH_STATUSES = ("pending", "accepted", "rejected")
 ENTRY_MATCH_STATES = ("unmatched", "no_candidate", "unambiguous", "ambiguous", "approximate", "accepted", "rejected")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 STRUCTURE_SOURCES = ("upload", "materials_project", "library", "dataset")
-MODES = ("composition", "bimodal-aug", "bimodal")
 AUDIT_ACTIONS = (
     "login", "login_failed", "login_locked", "logout", "share", "unshare", "delete_dataset", "delete_version",
     "user_created", "user_disabled", "user_enabled", "delete_study",
@@ -297,7 +296,7 @@ class Run(Base):
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
-    mode: Mapped[str] = mapped_column(String(20))  # one of MODES
+    mode: Mapped[str] = mapped_column(String(20))  # one of cosnet_core.hparams.MODES
     seed: Mapped[int] = mapped_column(Integer, default=0)
     structure_fraction: Mapped[float | None] = mapped_column(Float)  # Figure 2: share of structures kept
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # hyper-parameters

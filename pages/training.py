@@ -13,8 +13,10 @@ from cosnet_core.hparams import (
     AUTHORS_PRESET_DEPARTURES,
     CENSORED_TRAINING_DEFAULT,
     DEFAULTS,
+    MODES,
     PRESETS,
     SEARCH_SPACE,
+    Mode,
     search_space_size,
 )
 from cosnet_core.splits import (
@@ -27,17 +29,12 @@ from cosnet_core.splits import (
 from db.access import AccessDenied, may_change
 from jobs import store
 from jobs.estimate import estimate_study_seconds, measured_rates, remaining_study_seconds
-from jobs.training import MODES, format_duration
+from jobs.training import format_duration
 from ui.auth import current_actor
 from ui.results_view import best_epoch_at_end, epoch_curves, train_longer_hint
 from ui.state import active_version_id, database
 from ui.text import md_escape
 
-MODE_LABELS = {
-    "composition": "Composition only",
-    "bimodal-aug": "Bimodal with augmentation (eq. 13)",
-    "bimodal": "Bimodal without augmentation",
-}
 SPLIT_LABELS = {
     "random": "Random 60/20/20 (the paper)",
     "grouped": "Grouped by composition 60/20/20 (recommended when compositions repeat)",
@@ -174,7 +171,9 @@ if not may_change(url, current_actor(), version_id=version_id):  # the data laye
 if counts["rows"] < 10:
     problems.append(f"only {counts['rows']} rows have a target; a study needs at least 10")
 left, right = st.columns(2)
-modes = left.multiselect("Modes", list(MODES), default=list(MODES), format_func=MODE_LABELS.__getitem__)
+modes = left.multiselect(
+    "Modes", list(MODES), default=list(MODES), format_func=lambda mode: Mode(mode).label.capitalize()
+)
 n_seeds = left.number_input(
     "Seeds per mode", min_value=1, max_value=20, value=len(DEFAULTS["seeds"]),
     help="Each mode is trained once per seed (0, 1, …); Table 1 reports mean ± std over seeds.",
