@@ -136,19 +136,26 @@ def _referenced(table_path: Path, structure_col: str) -> set[str]:
 
 def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict[str, str]:
     """Parse the referenced CIFs in a bounded separate process first (as the Datasets page does); returns
-    ``{file name: reason}`` of those that cannot be used, which are then not handed to the reader at all."""
-    from cosnet_core.bounded import map_bounded
+    ``{file name: reason}`` of those that cannot be used, which are then not handed to the reader at all.
+
+    The reading runs in a worker process of its own (:func:`ui.background.start_reading`), not in bounded children
+    started from the Streamlit server: there, multiprocessing re-runs the page installed as ``__main__`` and the
+    child dies at its start (an ``EOFError`` traceback on the page in a real server, unseen in AppTest).
+    """
+    import hashlib
+
     from cosnet_core.structure_io import DEFAULT_MAX_SITES
-    from cosnet_core.uploaded_cif import summarize_cif
+    from ui.background import start_reading
 
     names = sorted(n for n in cifs if n in referenced or PurePosixPath(n).stem in referenced)
-    outcomes = map_bounded(
-        summarize_cif,
-        [(cifs[n].decode("utf-8-sig", errors="replace"), DEFAULT_MAX_SITES, 0) for n in names],
-        timeout_s=CIF_TIMEOUT_S * 1.5, memory_mb=CIF_MEMORY_MB,
-    )
-    return {name: value if status == "error" else f"reading it {value}"
-            for name, (status, value) in zip(names, outcomes, strict=True) if status != "ok"}
+    if not names:
+        return {}
+    chosen = {name: cifs[name] for name in names}
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + chosen[name] + b"\0" for name in names)).hexdigest()
+    reading, _ = start_reading(digest, chosen, max_sites=DEFAULT_MAX_SITES, timeout_s=CIF_TIMEOUT_S * 1.5,
+                               memory_mb=CIF_MEMORY_MB)
+    reading.wait(None)
+    return dict(reading.outcome(names).errors)
 
 
 def batch_result(read: TableReadResult, predicted: pd.DataFrame) -> pd.DataFrame:

@@ -24,8 +24,19 @@ def _migrated(url: str) -> str:
 
 
 def database() -> str:
-    """The database URL, upgraded to the latest schema (``alembic upgrade head``) once per process."""
-    return _migrated(database_url())
+    """The database URL, upgraded to the latest schema (``alembic upgrade head``) once per process, once the
+    visitor has logged in (with authentication configured).
+
+    Every page calls this first, and it shows the login form and stops the run for a visitor who has not logged
+    in. ``app.py``'s login gate alone is not enough: because the page files live in ``pages/``, Streamlit runs the
+    file a URL names (``/admin``, ``/datasets`` ...) directly, without ``app.py``, until some session has called
+    ``st.navigation`` (which a logged-out session never reaches).
+    """
+    from ui.auth import login_gate
+
+    url = _migrated(database_url())
+    login_gate(url)  # returns at once when someone is logged in (or in single-user mode)
+    return url
 
 
 @dataclass(frozen=True)

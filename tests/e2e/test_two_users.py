@@ -22,14 +22,16 @@ PASSWORD = "a-long-enough-password"
 TABLE = "id,formula,conductivity\nA1,Li7La3Zr2O12,1e-4\nA2,Li6PS5Cl,2e-3\nA3,LiCl,1e-8\n"
 
 
-def _log_in(context, url: str, username: str):
+def _log_in(context, url: str, username: str, *, path: str = "", title: str = "Datasets"):
+    """A new tab of ``context`` at ``url + path``, logged in as ``username`` through the login form, once the page
+    titled ``title`` has run."""
     page = context.new_page()
-    page.goto(url)
+    page.goto(url + path)
     page.wait_for_selector("text=Log in", timeout=E2E_TIMEOUT_MS)
     page.get_by_role("textbox", name="User name").fill(username)
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_selector("h1:has-text('Datasets')", timeout=E2E_TIMEOUT_MS)
+    page.wait_for_selector(f"h1:has-text('{title}')", timeout=E2E_TIMEOUT_MS)
     wait_for_app(page)
     return page
 
