@@ -1019,7 +1019,7 @@ def median_epoch_seconds_per_row(db_url: str, hidden_dim: int | None = None) -> 
             .join(Run, EpochMetric.run_id == Run.id)
             .join(DatasetVersion, Run.dataset_version_id == DatasetVersion.id)
             .where(Run.status == "succeeded", EpochMetric.epoch > 1)
-            .group_by(Run.id)
+            .group_by(Run.id, DatasetVersion.id)  # PostgreSQL: n_kept must come from a grouped key
             .order_by(Run.id.desc())
             .limit(200)
         ).all()

@@ -9,11 +9,41 @@ own small data.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The database backends a ``both_databases`` test runs on (``--databases`` narrows them).
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--databases", default=",".join(DATABASES),
+        help="comma-separated backends for the tests marked both_databases (default: sqlite,postgresql; "
+             "the postgresql instances skip when no PostgreSQL server binaries are installed)",
+    )
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Run each ``both_databases`` test once per backend: ``test_x[sqlite]`` and ``test_x[postgresql]``.
+
+    The PostgreSQL instance carries the ``postgres`` marker (``-m postgres`` selects them, ``-m "not postgres"``
+    leaves them out). Every other test keeps the embedded SQLite default.
+    """
+    if "db_backend" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("both_databases") is None:
+        return
+    chosen = [name.strip() for name in metafunc.config.getoption("databases").split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(DATABASES))
+    if unknown:
+        raise pytest.UsageError(f"--databases: unknown backend(s) {unknown}; choose among {list(DATABASES)}")
+    params = [
+        pytest.param(name, marks=[pytest.mark.postgres] if name == "postgresql" else [], id=name)
+        for name in DATABASES if name in chosen
+    ]
+    metafunc.parametrize("db_backend", params, indirect=True)
 
 
 def pytest_configure(config) -> None:
@@ -44,22 +74,69 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture()
-def app_env(tmp_path, monkeypatch) -> Path:
-    """A fresh data directory and SQLite database for one test, migrated to the latest schema.
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's throwaway PostgreSQL server (:mod:`tests.postgres_server`), started on first use.
 
-    Returns the data directory; ``COSNET_DATABASE_URL`` points at ``<data dir>/cosnet.db``.
+    Skips the test when no PostgreSQL server binaries or no psycopg driver are installed.
     """
+    from tests.postgres_server import PostgresServer, find_postgres_bin
+
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl on PATH or under /usr/lib/postgresql/*/bin): "
+                    "install Debian's postgresql package, as .ci/run does")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install -r "
+                        "requirements-postgres.txt)")
+    server = PostgresServer(bin_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def db_backend(request) -> str:
+    """``sqlite`` (the default), or the backend a ``both_databases`` test was parametrised with."""
+    return getattr(request, "param", "sqlite")
+
+
+def _database(request, db_backend: str, sqlite_path: Path, *, migrated: bool) -> Iterator[str]:
+    """A fresh database on ``db_backend`` (SQLite file at ``sqlite_path``, or a new PostgreSQL database)."""
     from db.engine import dispose_engines, upgrade_database
 
+    if db_backend == "sqlite":
+        url = f"sqlite:///{sqlite_path}"
+        if migrated:
+            upgrade_database(url)
+        yield url
+        dispose_engines()
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(migrated=migrated)
+    yield url
+    dispose_engines()
+    server.drop_database(url)
+
+
+@pytest.fixture()
+def empty_db_url(request, db_backend: str, tmp_path) -> Iterator[str]:
+    """The URL of an empty database (no tables, not migrated) on the test's backend."""
+    yield from _database(request, db_backend, tmp_path / "empty.db", migrated=False)
+
+
+@pytest.fixture()
+def app_env(request, db_backend: str, tmp_path, monkeypatch) -> Iterator[Path]:
+    """A fresh data directory and database for one test, migrated to the latest schema.
+
+    Returns the data directory; ``COSNET_DATABASE_URL`` points at ``<data dir>/cosnet.db`` (SQLite), or at a new
+    database of the session's PostgreSQL server for the ``postgresql`` instance of a ``both_databases`` test.
+    """
     data = tmp_path / "cosnet-data"
     data.mkdir()
-    url = f"sqlite:///{data / 'cosnet.db'}"
     monkeypatch.setenv("COSNET_DATA_DIR", str(data))
-    monkeypatch.setenv("COSNET_DATABASE_URL", url)
-    upgrade_database(url)
+    databases = _database(request, db_backend, data / "cosnet.db", migrated=True)
+    monkeypatch.setenv("COSNET_DATABASE_URL", next(databases))
     yield data
-    dispose_engines()
+    next(databases, None)
 
 
 @pytest.fixture()

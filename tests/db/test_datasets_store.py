@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -30,6 +31,8 @@ from db.models import (
 from db.models import Structure as StructureRow
 from tests.cosnet_core.ingest_files import zip_archive
 from ui.datasets_view import parse_uploaded_cifs
+
+pytestmark = pytest.mark.both_databases  # each test also runs on PostgreSQL (tests/conftest.py)
 
 NACL_CIF = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
 LICL_CIF = Structure(Lattice.cubic(5.13), ["Li", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
@@ -72,7 +75,7 @@ def _counts(url: str) -> dict[str, int]:
 
 @pytest.fixture()
 def url(app_env):
-    return f"sqlite:///{app_env / 'cosnet.db'}"
+    return os.environ["COSNET_DATABASE_URL"]
 
 
 def test_create_dataset_stores_every_row_with_its_status_and_reason(url):

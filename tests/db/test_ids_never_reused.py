@@ -3,6 +3,7 @@ migration keeps every row of a database made at 0001 (foreign keys off while tab
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, delete, text
 
 from db.access import Actor
@@ -12,6 +13,7 @@ from db.models import Dataset, Structure, Study
 from tests.pages.results_fixtures import store_study
 
 
+@pytest.mark.both_databases  # also on PostgreSQL (tests/conftest.py)
 def test_deleting_the_newest_study_and_dataset_never_hands_their_ids_to_the_next(app_env):
     old_study = store_study(n_entries=6)
     with session_scope() as session:

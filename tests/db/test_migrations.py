@@ -1,5 +1,9 @@
-"""Alembic migrations go up and down from empty on SQLite, and SQLite runs with WAL and foreign keys."""
+"""Alembic migrations go up and down from empty on SQLite and PostgreSQL, and SQLite runs with WAL and foreign keys."""
 
+import os
+
+import pytest
+import sqlalchemy as sa
 from sqlalchemy import create_engine, inspect, text
 
 from db.engine import dispose_engines, downgrade_database, get_engine, upgrade_database
@@ -19,8 +23,10 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_upgrade_downgrade_upgrade_from_empty(tmp_path):
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+@pytest.mark.both_databases
+def test_upgrade_downgrade_upgrade_from_empty(empty_db_url):
+    url = empty_db_url
+    assert _tables(url) == set()
     upgrade_database(url)
     assert _tables(url) == EXPECTED_TABLES | {"alembic_version"}
     downgrade_database(url, "base")
@@ -30,15 +36,22 @@ def test_upgrade_downgrade_upgrade_from_empty(tmp_path):
     dispose_engines()
 
 
-def test_migrations_match_the_models(tmp_path):
-    """The migrated schema has exactly the columns the ORM models declare (no forgotten migration)."""
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    upgrade_database(url)
-    engine = create_engine(url)
+@pytest.mark.both_databases
+def test_migrations_match_the_models(app_env):
+    """The migrated schema has exactly the columns the ORM models declare (no forgotten migration), with the same
+    nullability, kind of type and string length; on PostgreSQL every DateTime keeps its time zone (timestamptz)."""
+    engine = create_engine(os.environ["COSNET_DATABASE_URL"])
     inspector = inspect(engine)
     for table in Base.metadata.sorted_tables:
-        migrated = {c["name"] for c in inspector.get_columns(table.name)}
-        assert migrated == {c.name for c in table.columns}, table.name
+        migrated = {c["name"]: c for c in inspector.get_columns(table.name)}
+        assert set(migrated) == {c.name for c in table.columns}, table.name
+        for column in table.columns:
+            found, where = migrated[column.name], f"{table.name}.{column.name}"
+            assert found["nullable"] == column.nullable, where
+            assert found["type"]._type_affinity is column.type._type_affinity, (where, found["type"])
+            assert getattr(found["type"], "length", None) == getattr(column.type, "length", None), where
+            if isinstance(column.type, sa.DateTime) and engine.dialect.name == "postgresql":
+                assert found["type"].timezone, where
     engine.dispose()
 
 

@@ -1,4 +1,4 @@
-"""A round trip of every model through a real SQLite database, cascades and foreign keys."""
+"""A round trip of every model through a real database (SQLite and PostgreSQL), cascades and foreign keys."""
 
 from datetime import datetime
 
@@ -24,6 +24,8 @@ from db.models import (
     Study,
     User,
 )
+
+pytestmark = pytest.mark.both_databases  # each test also runs on PostgreSQL (tests/conftest.py)
 
 
 def _populate(session) -> dict[str, int]:

@@ -20,6 +20,8 @@ from jobs.executor import execute_job
 from jobs.training import progress_message, run_specs, validate_study_payload
 from tests.jobs.conftest import TINY_TRAIN, wait_until
 
+pytestmark = pytest.mark.both_databases  # each test also runs on PostgreSQL (tests/conftest.py)
+
 
 def _payload(version_id: int, seeds=(0,)) -> dict:
     return validate_study_payload(

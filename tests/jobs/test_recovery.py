@@ -8,11 +8,14 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import Job, Run, utcnow
 from jobs import recovery, store
+
+pytestmark = pytest.mark.both_databases  # each test also runs on PostgreSQL (tests/conftest.py)
 
 
 def dead_pid() -> int:
