@@ -139,8 +139,9 @@ def _refuse_unbounded_cifs(cifs: dict[str, bytes], referenced: set[str]) -> dict
     ``{file name: reason}`` of those that cannot be used, which are then not handed to the reader at all.
 
     The reading runs in a worker process of its own (:func:`ui.background.start_reading`), not in bounded children
-    started from the Streamlit server: there, multiprocessing re-runs the page installed as ``__main__`` and the
-    child dies at its start (an ``EOFError`` traceback on the page in a real server, unseen in AppTest).
+    started from the Streamlit server: there, each forkserver child first re-runs the server's ``__main__``
+    (``app.py``), whose login gate ends it with ``COSNET_AUTH=accounts`` (an ``EOFError`` traceback on the page in a
+    real server, unseen in AppTest; ``tests/e2e/test_two_users_hostile.py`` found it).
     """
     import hashlib
 
