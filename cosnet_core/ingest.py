@@ -37,11 +37,9 @@ import csv
 import functools
 import io
 import math
-import os
 import re
 import statistics
 import unicodedata
-import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -50,12 +48,17 @@ from typing import Literal
 
 import pandas as pd
 
-from cosnet_core.errors import InputError
+from cosnet_core.cif_zip import CifZipError, read_cif_zip  # noqa: F401  (re-exported)
 from cosnet_core.formula import FormulaError, composition_key, parse_formula
 from cosnet_core.tabular import target_too_large
 from cosnet_core.units import suspect_kelvin_rows, to_unit
-
-MB = 1024 * 1024
+from cosnet_core.upload_limits import (  # noqa: F401  (MB and megabytes re-exported)
+    MB,
+    IngestError,
+    IngestLimits,
+    check_upload_size,
+    megabytes,
+)
 
 STATUS_KEPT = "kept"
 STATUS_REJECTED = "rejected"
@@ -67,95 +70,6 @@ DuplicatePolicy = Literal["keep_all", "mean", "median", "most_recent"]
 CensoredPolicy = Literal["exclude", "include_at_bound"]
 MissingTemperaturePolicy = Literal["filter", "keep"]
 KelvinPolicy = Literal["ask", "convert", "keep"]
-
-
-class IngestError(InputError):
-    """A file or a mapping that cannot be imported; the message is written for the person who uploaded it."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# Limits
-
-
-def _env_number(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise ValueError(f"environment variable {name}={text!r} is not a number") from error
-    if not value > 0:
-        raise ValueError(f"environment variable {name}={text!r} must be positive")
-    return value
-
-
-@dataclass(frozen=True)
-class IngestLimits:
-    """Bounds on what an upload may contain.
-
-    Attributes:
-        max_upload_bytes: largest table or zip file accepted (env ``COSNET_MAX_UPLOAD_MB``, default 50 MB).
-        max_rows: most data rows in a table (env ``COSNET_MAX_ROWS``, default 200,000).
-        zip_max_members: most entries in a zip of CIFs (env ``COSNET_MAX_ZIP_MEMBERS``, default 5,000).
-        zip_max_unpacked_bytes: most bytes a zip may unpack to, counted while reading
-            (env ``COSNET_MAX_ZIP_UNPACKED_MB``, default 500 MB).
-        zip_max_member_bytes: most bytes one zip member may unpack to (env ``COSNET_MAX_ZIP_MEMBER_MB``,
-            default 20 MB).
-        max_columns: most columns in a table (env ``COSNET_MAX_COLUMNS``, default 1,000), checked before the
-            table is parsed.
-    """
-
-    max_upload_bytes: int = 50 * MB
-    max_rows: int = 200_000
-    zip_max_members: int = 5_000
-    zip_max_unpacked_bytes: int = 500 * MB
-    zip_max_member_bytes: int = 20 * MB
-    max_columns: int = 1_000
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestLimits:
-        """Limits with defaults overridden by environment variables.
-
-        Args:
-            environ: the variables to read (``os.environ`` when omitted).
-
-        Returns:
-            The limits.
-
-        Raises:
-            ValueError: a variable is set but is not a positive number.
-        """
-        env = os.environ if environ is None else environ
-        default = cls()
-        return cls(
-            max_upload_bytes=int(
-                _env_number(env, "COSNET_MAX_UPLOAD_MB", default.max_upload_bytes / MB) * MB
-            ),
-            max_rows=int(_env_number(env, "COSNET_MAX_ROWS", default.max_rows)),
-            zip_max_members=int(_env_number(env, "COSNET_MAX_ZIP_MEMBERS", default.zip_max_members)),
-            zip_max_unpacked_bytes=int(
-                _env_number(env, "COSNET_MAX_ZIP_UNPACKED_MB", default.zip_max_unpacked_bytes / MB) * MB
-            ),
-            zip_max_member_bytes=int(
-                _env_number(env, "COSNET_MAX_ZIP_MEMBER_MB", default.zip_max_member_bytes / MB) * MB
-            ),
-            max_columns=int(_env_number(env, "COSNET_MAX_COLUMNS", default.max_columns)),
-        )
-
-
-def _megabytes(n_bytes: int) -> str:
-    if n_bytes >= MB:
-        return f"{n_bytes / MB:.1f} MB"
-    return f"{n_bytes / 1024:.1f} kB" if n_bytes >= 1024 else f"{n_bytes} bytes"
-
-
-def _check_upload_size(data: bytes, what: str, limits: IngestLimits) -> None:
-    if len(data) > limits.max_upload_bytes:
-        raise IngestError(
-            f"{what} is {_megabytes(len(data))}, larger than the upload limit of "
-            f"{_megabytes(limits.max_upload_bytes)} (an administrator can raise it with COSNET_MAX_UPLOAD_MB)"
-        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -449,7 +363,7 @@ def read_table(
             workbook, an unknown extension or a delimiter giving a single column.
     """
     limits = IngestLimits.from_env() if limits is None else limits
-    _check_upload_size(data, f"the file {filename!r}", limits)
+    check_upload_size(data, f"the file {filename!r}", limits)
     if not data or not data.strip():
         raise IngestError(f"the file {filename!r} is empty")
     suffix = _suffix(filename)
@@ -1372,104 +1286,3 @@ def _summarise(
         target_values=[float(v) for v in kept["target"]],
         unit=unit,
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Zip of CIF files
-
-
-def _unsafe_member_reason(name: str) -> str | None:
-    path = name.replace("\\", "/")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        return "is an absolute path"
-    if any(part == ".." for part in path.split("/")):
-        return "escapes the archive's folder ('..')"
-    return None
-
-
-def read_cif_zip(data: bytes, limits: IngestLimits | None = None) -> dict[str, bytes]:
-    """Unpack the ``.cif`` members of an uploaded zip, within limits.
-
-    Sizes are checked on the bytes actually read, not only on the sizes the zip's headers claim (zip bombs).
-    Folders, non-CIF members and macOS ``__MACOSX/`` / ``._*`` entries are skipped. CIFs are not parsed here
-    (``cosnet_core.structure.load_structure`` does that, bounded).
-
-    Args:
-        data: the zip file's bytes.
-        limits: compressed size, member count, per-member and total unpacked size (from the environment when
-            omitted).
-
-    Returns:
-        ``{member name: bytes}`` for each ``.cif`` member (name as stored in the zip).
-
-    Raises:
-        IngestError: too large, not a zip, too many members, a member with an absolute path or ``..`` (named),
-            an encrypted or damaged member (named), or too many bytes unpacked.
-    """
-    limits = IngestLimits.from_env() if limits is None else limits
-    _check_upload_size(data, "the zip file", limits)
-    if not data:
-        raise IngestError("the zip file is empty")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
-        raise IngestError(f"the file is not a valid zip archive ({error})") from error
-    with archive:
-        if len(members) > limits.zip_max_members:
-            raise IngestError(
-                f"the zip has {len(members):,} members, more than the limit of {limits.zip_max_members:,}"
-            )
-        for info in members:
-            reason = _unsafe_member_reason(info.filename)
-            if reason:
-                raise IngestError(f"the zip member {info.filename!r} {reason}; such archives are refused")
-        files: dict[str, bytes] = {}
-        total = 0
-        for info in members:
-            name = info.filename
-            base = name.replace("\\", "/").rsplit("/", 1)[-1]
-            if (
-                info.is_dir()
-                or name.startswith("__MACOSX/")
-                or base.startswith("._")
-                or not base.lower().endswith(".cif")
-            ):
-                continue
-            if info.flag_bits & 0x1:
-                raise IngestError(
-                    f"the zip member {name!r} is encrypted; upload an archive without a password"
-                )
-            if info.file_size > limits.zip_max_member_bytes:
-                raise IngestError(
-                    f"the zip member {name!r} unpacks to {_megabytes(info.file_size)}, "
-                    "more than the per-file limit "
-                    f"of {_megabytes(limits.zip_max_member_bytes)}"
-                )
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                with archive.open(info) as stream:
-                    while chunk := stream.read(64 * 1024):
-                        size += len(chunk)
-                        total += len(chunk)
-                        if size > limits.zip_max_member_bytes:
-                            raise IngestError(
-                                f"the zip member {name!r} unpacks to more than the per-file limit of "
-                                f"{_megabytes(limits.zip_max_member_bytes)}"
-                            )
-                        if total > limits.zip_max_unpacked_bytes:
-                            raise IngestError(
-                                f"the zip unpacks to more than "
-                                f"{_megabytes(limits.zip_max_unpacked_bytes)}, the "
-                                "limit for unpacked CIFs (is it a zip bomb?)"
-                            )
-                        chunks.append(chunk)
-            except IngestError:
-                raise
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
-                raise IngestError(
-                    f"the zip member {name!r} is damaged and cannot be unpacked ({error})"
-                ) from error
-            files[name] = b"".join(chunks)
-        return files

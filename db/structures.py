@@ -31,11 +31,10 @@ import io
 import json
 import os
 import threading
-import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
 DEFAULT_REVIEWER = "local"
 MAX_SITES_ENV = "COSNET_MAX_STRUCTURE_SITES"
 DEFAULT_MAX_SITES = 2000  # the same default as cosnet_core.structure.DEFAULT_MAX_SITES
-MAX_UPLOAD_UNCOMPRESSED_BYTES = 500 * 1024 * 1024  # a zip that inflates beyond this is refused (zip bomb)
 
 ACCEPTING_ACTIONS = ("accept", "choose", "attach", "auto_accept", "bulk_accept")
 DECISION_ACTIONS = (*ACCEPTING_ACTIONS, "reject", "revert")
@@ -379,35 +377,17 @@ def _decode(data: bytes, item: str) -> str:
 
 
 def _zip_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
-    """CIF members of an uploaded zip, refusing the whole archive for any member whose path leaves it."""
+    """CIF members of an uploaded zip as ``(file name, bytes)``, read by :func:`cosnet_core.cif_zip.read_cif_zip`
+    (upload limits, zip slip, zip bombs); any refusal refuses the whole archive, naming the member."""
+    from cosnet_core.cif_zip import CifZipError, member_base_name, read_cif_zip
+
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as error:
-        raise StructureStoreError(name, f"is not a readable zip archive ({error})") from error
-    members: list[tuple[str, bytes]] = []
-    with archive:
-        infos = archive.infolist()
-        total = sum(info.file_size for info in infos)
-        if total > MAX_UPLOAD_UNCOMPRESSED_BYTES:
-            raise StructureStoreError(
-                name, f"inflates to {total / 2**20:.0f} MiB, more than {MAX_UPLOAD_UNCOMPRESSED_BYTES / 2**20:.0f} MiB"
-            )
-        for info in infos:
-            member = info.filename
-            path = PurePosixPath(member.replace("\\", "/"))
-            if path.is_absolute() or ".." in path.parts or (path.parts and path.parts[0].endswith(":")):
-                raise StructureStoreError(
-                    f"{name}: {member}", "the member's path leaves the archive (path traversal); the zip was refused"
-                )
-        for info in infos:
-            base = PurePosixPath(info.filename.replace("\\", "/")).name
-            if info.is_dir() or base.startswith(".") or "__MACOSX" in info.filename:
-                continue
-            if base.lower().endswith(CIF_SUFFIXES):
-                members.append((base, archive.read(info)))
+        members = read_cif_zip(data)
+    except CifZipError as error:
+        raise StructureStoreError(f"{name}: {error.item}" if error.item else name, error.reason) from error
     if not members:
         raise StructureStoreError(name, "the archive holds no .cif file")
-    return members
+    return [(member_base_name(member), member_data) for member, member_data in members.items()]
 
 
 def _table_frame(name: str, data: bytes) -> pd.DataFrame:

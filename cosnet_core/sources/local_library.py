@@ -18,10 +18,8 @@ Entries are
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pymatgen.core import Composition
 
+from cosnet_core.cif_zip import CifZipError, member_base_name, read_cif_zip
 from cosnet_core.errors import InputError
 from cosnet_core.sources.base import StructureCandidate, element_set
 
@@ -346,33 +345,31 @@ class StructureLibrary:
         Returns:
             The entries standing for the archive's structures, in archive order.
 
+        The archive is read by :func:`cosnet_core.cif_zip.read_cif_zip`, with the upload limits of
+        :class:`cosnet_core.upload_limits.IngestLimits` (members, unpacked sizes, paths that leave the archive).
+
         Raises:
-            LibraryImportError: not a zip, no CIF inside, or a member that cannot be parsed (named).
+            LibraryImportError: not a zip, beyond a limit, a member whose path leaves the archive, no CIF inside,
+                or a member that cannot be parsed (named).
         """
         label = "uploaded zip" if isinstance(zip_file, bytes) else Path(zip_file).name
         try:
-            archive = zipfile.ZipFile(io.BytesIO(zip_file) if isinstance(zip_file, bytes) else zip_file)
-        except (zipfile.BadZipFile, OSError) as error:
+            data = zip_file if isinstance(zip_file, bytes) else Path(zip_file).read_bytes()
+            members = read_cif_zip(data)
+        except OSError as error:
             raise LibraryImportError(label, f"not a readable zip archive ({error})") from error
+        except CifZipError as error:
+            raise LibraryImportError(f"{label}: {error.item}" if error.item else label, error.reason) from error
+        if not members:
+            raise LibraryImportError(label, "the archive holds no .cif file")
         added = []
-        with archive:
-            members = [
-                info
-                for info in archive.infolist()
-                if not info.is_dir()
-                and info.filename.lower().endswith(CIF_SUFFIXES)
-                and not Path(info.filename).name.startswith(".")
-                and "__MACOSX" not in info.filename
-            ]
-            if not members:
-                raise LibraryImportError(label, "the archive holds no .cif file")
-            for info in members:
-                text = archive.read(info).decode("utf-8-sig", errors="replace")
-                member = Path(info.filename).name
-                try:
-                    added.append(self.add_cif(text, member, deduplicate=deduplicate))
-                except LibraryImportError as error:
-                    raise LibraryImportError(f"{label}: {member}", error.reason) from error
+        for name, member_data in members.items():
+            member = member_base_name(name)
+            try:
+                added.append(self.add_cif(member_data.decode("utf-8-sig", errors="replace"), member,
+                                          deduplicate=deduplicate))
+            except LibraryImportError as error:
+                raise LibraryImportError(f"{label}: {member}", error.reason) from error
         return added
 
     def add_table(

@@ -151,7 +151,7 @@ def test_cif_zip_import(tmp_path):
         handle.writestr("notes.txt", "nothing")
     with pytest.raises(LibraryImportError, match="no .cif file"):
         StructureLibrary.from_zip(empty)
-    with pytest.raises(LibraryImportError, match="not a readable zip"):
+    with pytest.raises(LibraryImportError, match="uploaded zip: the file is not a valid zip archive"):
         StructureLibrary.from_zip(b"plain bytes")
 
 
