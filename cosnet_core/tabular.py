@@ -88,13 +88,14 @@ def _read_frame(path: Path) -> pd.DataFrame:
 
 
 def _max_columns() -> int:
-    """Most columns a table may have (``COSNET_MAX_COLUMNS``, default 1,000, as for uploads in the app)."""
-    import os
+    """Most columns a table may have (``COSNET_MAX_COLUMNS``, default 1,000, as for uploads in the app).
 
-    try:
-        return max(1, int(float(os.environ.get("COSNET_MAX_COLUMNS", "1000"))))
-    except ValueError:
-        return 1000
+    Raises:
+        ValueError: the variable is set to something other than a positive number (the message names it).
+    """
+    from cosnet_core.settings import SETTINGS
+
+    return max(1, int(SETTINGS.max_columns.get()))
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, **columns: str | None) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cosnet_core.hparams import SEARCH_SPACE, search_space_size
+from cosnet_core.settings import SETTINGS
 
 #: The metric trials report and are ranked by: the lowest validation MAE over the epochs run so far.
 RANK_METRIC = "best_val_mae"
@@ -163,5 +164,5 @@ def connect_local() -> None:
         return
     repo = str(Path(__file__).resolve().parents[1])
     paths = [repo, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != repo)]
-    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
+    ray.init(address=SETTINGS.ray_address.get() or "local", include_dashboard=False, log_to_driver=False,
              configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})

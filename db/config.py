@@ -1,6 +1,7 @@
 """Where COSNet Studio keeps its state: one data directory and one database URL.
 
-Both come from one environment variable each, with defaults that work on a laptop:
+Both come from one environment variable each (:data:`cosnet_core.settings.SETTINGS`), with defaults that work on a
+laptop:
 
 * ``COSNET_DATA_DIR`` (default ``~/.cosnet-studio``): the database (when SQLite), model artifacts,
   featurization caches, logs and uploaded files.
@@ -10,23 +11,24 @@ Both come from one environment variable each, with defaults that work on a lapto
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DATA_DIR_ENV = "COSNET_DATA_DIR"
-DATABASE_URL_ENV = "COSNET_DATABASE_URL"
+from cosnet_core.settings import SETTINGS
+
+DATA_DIR_ENV = SETTINGS.data_dir.variable
+DATABASE_URL_ENV = SETTINGS.database_url.variable
 
 
 def data_dir() -> Path:
     """The data directory, created on first use."""
-    path = Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".cosnet-studio").expanduser()
+    path = SETTINGS.data_dir.get()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def database_url() -> str:
     """The SQLAlchemy URL of the application database."""
-    url = os.environ.get(DATABASE_URL_ENV)
+    url = SETTINGS.database_url.get()
     if url:
         return url
     return f"sqlite:///{data_dir() / 'cosnet.db'}"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -60,8 +59,8 @@ if TYPE_CHECKING:
     from cosnet_core.sources.local_library import StructureLibrary
 
 DEFAULT_REVIEWER = "local"
-MAX_SITES_ENV = "COSNET_MAX_STRUCTURE_SITES"
-DEFAULT_MAX_SITES = 2000  # the same default as cosnet_core.structure.DEFAULT_MAX_SITES
+MAX_SITES_ENV = "COSNET_MAX_STRUCTURE_SITES"  # cosnet_core.settings.SETTINGS.max_structure_sites
+DEFAULT_MAX_SITES = 2000  # the same default as cosnet_core.structure.DEFAULT_MAX_SITES and the setting's
 
 ACCEPTING_ACTIONS = ("accept", "choose", "attach", "auto_accept", "bulk_accept")
 DECISION_ACTIONS = (*ACCEPTING_ACTIONS, "reject", "revert")
@@ -112,16 +111,12 @@ def default_reviewer() -> str:
 
 def configured_max_sites() -> int:
     """Largest number of sites accepted in a stored structure (``COSNET_MAX_STRUCTURE_SITES``, default 2000)."""
-    text = os.environ.get(MAX_SITES_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_SITES
+    from cosnet_core.settings import SETTINGS, SettingError
+
     try:
-        value = int(text)
-    except ValueError as error:
-        raise StructureStoreError(MAX_SITES_ENV, f"must be a whole number, got {text!r}") from error
-    if value < 1:
-        raise StructureStoreError(MAX_SITES_ENV, f"must be at least 1, got {value}")
-    return value
+        return SETTINGS.max_structure_sites.get()
+    except SettingError as error:
+        raise StructureStoreError(MAX_SITES_ENV, error.reason) from error
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
+from cosnet_core.settings import SETTINGS
 from db.audit import count_since, last_time, record
 from db.engine import session_scope, upgrade_database
 from db.models import User, utcnow
@@ -165,7 +165,7 @@ def set_disabled(username: str, disabled: bool, *, url: str | None = None, by: s
 
 def bootstrap_admin_from_environment(url: str | None = None) -> bool:
     """Create the first administrator from COSNET_ADMIN_USER/COSNET_ADMIN_PASSWORD when no user exists yet."""
-    name, password = os.environ.get("COSNET_ADMIN_USER"), os.environ.get("COSNET_ADMIN_PASSWORD")
+    name, password = SETTINGS.admin_user.get(), SETTINGS.admin_password.get()
     if not name or not password:
         return False
     with session_scope(url) as session:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["create-admin", "create-user"])
     parser.add_argument("username")
     args = parser.parse_args(argv)
-    password = os.environ.get("COSNET_NEW_PASSWORD") or getpass.getpass("Password: ")
+    password = SETTINGS.new_password.get() or getpass.getpass("Password: ")
     upgrade_database()
     try:
         create_user(args.username, password, is_admin=args.command == "create-admin")

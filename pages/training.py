@@ -19,6 +19,7 @@ from cosnet_core.hparams import (
     Mode,
     search_space_size,
 )
+from cosnet_core.settings import SETTINGS
 from cosnet_core.splits import (
     PlannedRow,
     bare_test_rows,
@@ -76,7 +77,7 @@ def _gpu_status() -> tuple[bool, str]:
         if status["resources"].get("GPU", 0) >= 1:
             return True, ""
         return False, "the Ray cluster the executor uses has no GPU"
-    if os.environ.get("RAY_ADDRESS"):
+    if SETTINGS.ray_address.get():
         return False, "the Ray cluster's resources are known once the executor runs; launch on auto to use its GPUs"
     if "torch" in sys.modules:  # already imported by another page: ask it
         has_gpu = sys.modules["torch"].cuda.is_available()
@@ -140,7 +141,7 @@ def _split_check(db_url: str, version_id: int, method: str, n_seeds: int, bimoda
 def _parallel_runs() -> int:
     status = jobs.executor_status() or {}
     cpus = (status.get("resources") or {}).get("CPU") or os.cpu_count() or 1
-    per_run = float(os.environ.get("COSNET_JOBS_CPUS_PER_RUN") or 1.0)
+    per_run = SETTINGS.jobs_cpus_per_run.get()
     return max(1, int(cpus // per_run))
 
 

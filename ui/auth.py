@@ -19,11 +19,11 @@ page and no data is reachable without a login.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 
+from cosnet_core.settings import SETTINGS, SettingError
 from db.access import Actor
 from db.users import (
     AccountLocked,
@@ -34,8 +34,7 @@ from db.users import (
 )
 from ui.text import md_escape
 
-AUTH_ENV = "COSNET_AUTH"
-AUTH_MODES = ("none", "accounts", "oidc")
+AUTH_ENV = SETTINGS.auth.variable  # its modes: cosnet_core.settings.AUTH_MODES
 _SESSION_USER = "cosnet_user"
 _ENDED_KEY = "cosnet_session_ended"  # why the session ended (shown once on the login form)
 LOGOUT_COUNT_KEY = "cosnet_logouts"  # survives logout: widget keys that hold uploads include it, so none comes back
@@ -52,17 +51,17 @@ class CurrentUser:
 
 def auth_mode() -> str:
     """The configured authentication mode (``none`` when unset or unknown values are refused)."""
-    mode = os.environ.get(AUTH_ENV, "none").strip().lower() or "none"
-    if mode not in AUTH_MODES:
-        raise RuntimeError(f"{AUTH_ENV}={mode!r} is not one of {', '.join(AUTH_MODES)}.")
-    return mode
+    try:
+        return SETTINGS.auth.get()
+    except SettingError as error:
+        raise RuntimeError(str(error)) from None
 
 
 def _oidc_user() -> CurrentUser | None:
     if not st.user.is_logged_in:
         return None
     name = st.user.get("email") or st.user.get("sub") or "unknown"
-    admins = {a.strip().lower() for a in os.environ.get("COSNET_ADMINS", "").split(",") if a.strip()}
+    admins = SETTINGS.admins.get()
     return CurrentUser(str(name), str(name).lower() in admins, "oidc")
 
 

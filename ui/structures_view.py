@@ -10,12 +10,12 @@ password field kept only in this browser session; it is never written to the dat
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from cosnet_core.settings import SETTINGS, materials_project_key
 from db import structures as store
 from db.access import AccessDenied
 from ui.auth import current_actor
@@ -35,10 +35,10 @@ REVERT_KEY = "structures_revert_choice"
 REVERT_CONFIRM_KEY = "structures_revert_pending"  # the decision id awaiting "Yes, revert"
 BULK_DISTANCE_KEY = "structures_bulk_distance"
 LIBRARY_WATCH_KEY = "structures_library_jobs_watched"  # library-import jobs this session saw queued or running
-INLINE_LIMIT_ENV = "COSNET_MATCH_INLINE_LIMIT"
-DEFAULT_INLINE_LIMIT = 200  # entries matched in the script run; more go to a job
-INLINE_LIBRARY_BYTES_ENV = "COSNET_LIBRARY_INLINE_BYTES"
-DEFAULT_INLINE_LIBRARY_BYTES = 300_000
+INLINE_LIMIT_ENV = SETTINGS.match_inline_limit.variable
+DEFAULT_INLINE_LIMIT = SETTINGS.match_inline_limit.default  # entries matched in the script run; more go to a job
+INLINE_LIBRARY_BYTES_ENV = SETTINGS.library_inline_bytes.variable
+DEFAULT_INLINE_LIBRARY_BYTES = SETTINGS.library_inline_bytes.default
 AUTO_ACCEPT_LABELS = {
     "unambiguous": "Accept unambiguous exact matches",
     "unambiguous_experimental": "Accept unambiguous exact matches that are experimental (not theoretical)",
@@ -88,15 +88,9 @@ def _guarded(action, success: str | None = None):
 def mp_api_key() -> tuple[str | None, str]:
     """The Materials Project key and where it came from (``"environment"``, ``"secrets"``, ``"typed"`` or
     ``"none"``); the key is never shown or stored."""
-    key = os.environ.get("MP_API_KEY", "").strip()
+    key, origin = materials_project_key()  # environment, then .streamlit/secrets.toml
     if key:
-        return key, "environment"
-    try:
-        secret = st.secrets.get("MP_API_KEY")
-    except Exception:  # no secrets file: Streamlit raises on first access
-        secret = None
-    if secret and str(secret).strip():
-        return str(secret).strip(), "secrets"
+        return key, origin
     typed = (st.session_state.get(MP_KEY_INPUT) or "").strip()
     if typed:
         return typed, "typed"
@@ -123,10 +117,7 @@ def coverage_metrics(url: str, version_id: int) -> None:
 def inline_library_bytes() -> int:
     """Largest upload (bytes, all files together) imported in the script run (``COSNET_LIBRARY_INLINE_BYTES``,
     default 300 kB, about a hundred CIFs); larger uploads are imported by a job."""
-    try:
-        return int(os.environ.get(INLINE_LIBRARY_BYTES_ENV, DEFAULT_INLINE_LIBRARY_BYTES))
-    except ValueError:
-        return DEFAULT_INLINE_LIBRARY_BYTES
+    return SETTINGS.library_inline_bytes.get()
 
 
 def _library_job_available() -> bool:
@@ -267,10 +258,7 @@ def sources_panel(url: str) -> None:
 
 def inline_limit() -> int:
     """Most entries matched inside the script run (``COSNET_MATCH_INLINE_LIMIT``, default 200)."""
-    try:
-        return int(os.environ.get(INLINE_LIMIT_ENV, DEFAULT_INLINE_LIMIT))
-    except ValueError:
-        return DEFAULT_INLINE_LIMIT
+    return SETTINGS.match_inline_limit.get()
 
 
 def _match_all(url: str, version_id: int) -> None:

@@ -3,8 +3,9 @@
 Searches ``materials/summary`` by reduced formula (``formula=``) and by chemical system (``chemsys=``), asking only
 for the fields the matcher needs (:data:`SUMMARY_FIELDS`), excluding deprecated materials.
 
-The API key comes from the ``api_key`` argument, else the ``MP_API_KEY`` environment variable, else
-``PMG_MAPI_KEY`` (the page reads Streamlit secrets or a typed key and passes it as the argument). The key is kept
+The API key comes from the ``api_key`` argument, else :func:`cosnet_core.settings.materials_project_key`
+(``MP_API_KEY``, ``PMG_MAPI_KEY``, then ``MP_API_KEY`` in ``.streamlit/secrets.toml``; the page passes a typed key
+as the argument). The key is kept
 only in memory: it is never logged, never stored and never part of an exception message (messages are scrubbed).
 The endpoint is the ``endpoint`` argument, else ``MP_API_ENDPOINT``, else the client's default
 (``https://api.materialsproject.org/``), so tests can point the real client at a local server.
@@ -17,12 +18,12 @@ other error of the API.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from cosnet_core.settings import MP_KEY_VARIABLES, SETTINGS, materials_project_key
 from cosnet_core.sources.base import SourceUnavailable, StructureCandidate, chemsys_string, element_set
 
 logger = logging.getLogger(__name__)
@@ -39,24 +40,21 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "nsites",
 )
 API_KEY_LENGTH = 32  # mp-api refuses other lengths before sending anything
-KEY_ENVIRONMENT_VARIABLES = ("MP_API_KEY", "PMG_MAPI_KEY")
-ENDPOINT_ENVIRONMENT_VARIABLE = "MP_API_ENDPOINT"
+KEY_ENVIRONMENT_VARIABLES = MP_KEY_VARIABLES
+ENDPOINT_ENVIRONMENT_VARIABLE = SETTINGS.mp_api_endpoint.variable
 
 
 def resolve_api_key(api_key: str | None = None) -> str | None:
-    """The API key to use: the argument, else ``MP_API_KEY``, else ``PMG_MAPI_KEY`` (None when none is set)."""
+    """The API key to use: the argument, else :func:`cosnet_core.settings.materials_project_key` (None when none
+    is set)."""
     if api_key and api_key.strip():
         return api_key.strip()
-    for variable in KEY_ENVIRONMENT_VARIABLES:
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
-    return None
+    return materials_project_key()[0]
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str | None:
     """The endpoint URL: the argument, else ``MP_API_ENDPOINT``; None means the client's default."""
-    value = endpoint or os.environ.get(ENDPOINT_ENVIRONMENT_VARIABLE) or None
+    value = endpoint or SETTINGS.mp_api_endpoint.get()
     if value and not value.endswith("/"):
         value += "/"
     return value
@@ -76,7 +74,7 @@ class MaterialsProjectSource:
     query for the life of the object.
 
     Args:
-        api_key: the key; falls back to ``MP_API_KEY`` then ``PMG_MAPI_KEY``.
+        api_key: the key; falls back to ``MP_API_KEY``, ``PMG_MAPI_KEY``, then the secrets file.
         endpoint: the API's base URL; falls back to ``MP_API_ENDPOINT`` then the client default.
         timeout_s: per-request timeout in seconds.
         include_deprecated: also return deprecated materials.

@@ -246,12 +246,9 @@ def resolve_renderer(renderer: str = "auto") -> str:
         raise ValueError(f"structure viewer renderer must be one of {RENDERERS}, got {renderer!r}")
     if renderer != "auto":
         return renderer
-    from_env = os.environ.get(RENDERER_ENV, "").strip().lower()
-    if not from_env:
-        return "webgl"
-    if from_env not in ("svg", "webgl"):
-        raise ValueError(f"{RENDERER_ENV} must be 'svg' or 'webgl', got {from_env!r}")
-    return from_env
+    from cosnet_core.settings import SETTINGS
+
+    return SETTINGS.viewer_renderer.get()  # a SettingError (a ValueError) names the variable
 
 
 # --------------------------------------------------------------------------------------------------------------
