@@ -14,7 +14,7 @@ inline, in a Ray worker chosen by its resources when the executor runs the job.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,52 @@ def ray_node_id() -> str | None:
     if ray is None or not ray.is_initialized():
         return None
     return ray.get_runtime_context().get_node_id()
+
+
+def thread_events(work: Callable[[Callable[[Any], None], threading.Event], Any], name: str) -> Generator[Any, None, Any]:
+    """Run ``work(emit, stop)`` in a thread and yield each event it emits as it comes; return what it returns.
+
+    A compute function uses it to stream the events of a long call that reports through a callback (a fit's
+    epochs). Closing the generator (a cancel) sets ``stop`` and waits for the thread, which should check ``stop``
+    between units of work (e.g. return True from a fit's epoch callback).
+
+    Args:
+        work: the call; ``emit(event)`` hands an event over, ``stop`` is set when the consumer goes away.
+        name: the thread's name.
+
+    Yields:
+        The emitted events, in order.
+
+    Returns:
+        What ``work`` returned (``result = yield from thread_events(...)``).
+
+    Raises:
+        BaseException: what ``work`` raised.
+    """
+    import queue
+
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def target() -> None:
+        try:
+            events.put(("done", work(lambda event: events.put(("event", event)), stop)))
+        except BaseException as error:  # handed to the generator, which raises it
+            events.put(("error", error))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = events.get()
+            if tag == "error":
+                raise value
+            if tag == "done":
+                return value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 class WorkerLost(Exception):

@@ -49,7 +49,7 @@ SPAWN_GRACE_S = 60.0  # a spawned executor must take its lock within this time
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Kinds whose heavy part is a compute task (:meth:`jobs.context.JobContext.compute_stream`) that may run on any
 #: node; their job task only stores what it streams back.
-COMPUTE_KINDS = ("train",)
+COMPUTE_KINDS = ("train", "pretrain")
 
 
 def job_log_path(data_dir: Path, job_id: int) -> Path:

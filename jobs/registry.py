@@ -5,7 +5,8 @@ A job function has the signature ``run_job(job_id: int, payload: dict, ctx: JobC
 before any row is written, so bad input never reaches the queue.
 
 Resources: a "study" job only coordinates (it creates the runs and waits for them), so it asks Ray for no CPU;
-a "train" job asks for one run's CPUs (and a GPU when chosen); "match" (bulk structure matching) and
+a "train" job asks for one run's CPUs (and a GPU when chosen), as does "pretrain" (g_C on computed tables,
+:mod:`jobs.pretraining`); "match" (bulk structure matching) and
 "library_import" (structure files into the local library), both in :mod:`jobs.matching`, for one run's CPUs.
 """
 
@@ -37,6 +38,8 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     "study": JobKind("jobs.training:run_study_job", validate="jobs.training:validate_study_payload", coordinator=True),
     "train": JobKind("jobs.training:run_train_job", uses_gpu=True),
+    "pretrain": JobKind("jobs.pretraining:run_pretrain_job", validate="jobs.pretraining:validate_pretrain_payload",
+                        uses_gpu=True),
     "match": JobKind("jobs.matching:run_match_job", validate="jobs.matching:validate_match_payload"),
     "library_import": JobKind(
         "jobs.matching:run_library_import_job", validate="jobs.matching:validate_library_import_payload"

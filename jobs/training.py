@@ -29,7 +29,7 @@ import numpy as np
 
 from cosnet_core.hparams import MODES  # the one list of modes (torch-free)
 from jobs import store
-from jobs.context import JobCancelled, JobContext, WorkerLost, ray_node_id
+from jobs.context import JobCancelled, JobContext, WorkerLost, ray_node_id, thread_events
 
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
@@ -467,9 +467,7 @@ def compute_run(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "featurizer_version", "embedding", "best_epoch", "best_val_mae", "trained_s"}``. Closing the generator (a
         cancel) stops the fit after its current epoch.
     """
-    import queue
     import tempfile
-    import threading
 
     from cosnet_core.structure import GraphCache
     from cosnet_core.train import TrainConfig, fit, resolve_device
@@ -480,8 +478,6 @@ def compute_run(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     run_id = inputs["run_id"]
     yield {"kind": "started", "device": device}
     cache = GraphCache(inputs["graph_cache"] or _worker_graph_cache())
-    events: queue.Queue = queue.Queue()
-    stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix=f"cosnet-run-{run_id}-") as folder:
         checkpoint, resume = Path(folder) / "checkpoint.pt", None
         if inputs["checkpoint"] is not None:
@@ -493,49 +489,31 @@ def compute_run(inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
             + (f", resuming from run-{run_id}.pt" if resume else "") + f", on {socket.gethostname()}"
             + (f", Ray node {node}" if (node := ray_node_id()) else "")
         )}
-        sent: dict[str, Any] = {"version": None}
 
-        def on_epoch(report: Any) -> bool:
-            state = None
-            if checkpoint.is_file():  # fit rewrites it (a new file, renamed) after each epoch's callback
-                version = (checkpoint.stat().st_ino, checkpoint.stat().st_mtime_ns)
-                if version != sent["version"]:
-                    sent["version"], state = version, checkpoint.read_bytes()
-            fields = ("epoch", "train_loss", "val_mae", "seconds", "lr")
-            events.put({"kind": "epoch", "report": {f: getattr(report, f) for f in fields}, "checkpoint": state})
-            return stop.is_set()
+        def train(emit: Any, stop: Any) -> Any:
+            sent: dict[str, Any] = {"version": None}
 
-        def train() -> None:
+            def on_epoch(report: Any) -> bool:
+                state = None
+                if checkpoint.is_file():  # fit rewrites it (a new file, renamed) after each epoch's callback
+                    version = (checkpoint.stat().st_ino, checkpoint.stat().st_mtime_ns)
+                    if version != sent["version"]:
+                        sent["version"], state = version, checkpoint.read_bytes()
+                fields = ("epoch", "train_loss", "val_mae", "seconds", "lr")
+                emit({"kind": "epoch", "report": {f: getattr(report, f) for f in fields}, "checkpoint": state})
+                return stop.is_set()  # a cancel: end after this epoch
+
             try:
-                try:
-                    result = fit(split.train, split.val, config, callback=on_epoch, cache=cache,
-                                 checkpoint_path=checkpoint, resume_from=resume)
-                except ValueError as error:
-                    if resume is None or "refusing to resume" not in str(error):
-                        raise
-                    events.put({"kind": "log", "message": f"checkpoint not usable ({error}); training from the "
-                                                           "first epoch"})
-                    events.put({"kind": "discard_checkpoint"})
-                    result = fit(split.train, split.val, config, callback=on_epoch, cache=cache,
-                                 checkpoint_path=checkpoint)
-                events.put({"kind": "fitted", "result": result})
-            except BaseException as error:  # handed to the generator, which raises it
-                events.put({"kind": "error", "error": error})
+                return fit(split.train, split.val, config, callback=on_epoch, cache=cache,
+                           checkpoint_path=checkpoint, resume_from=resume)
+            except ValueError as error:
+                if resume is None or "refusing to resume" not in str(error):
+                    raise
+                emit({"kind": "log", "message": f"checkpoint not usable ({error}); training from the first epoch"})
+            emit({"kind": "discard_checkpoint"})
+            return fit(split.train, split.val, config, callback=on_epoch, cache=cache, checkpoint_path=checkpoint)
 
-        worker = threading.Thread(target=train, name=f"fit-run-{run_id}", daemon=True)
-        worker.start()
-        try:
-            while True:
-                event = events.get()
-                if event["kind"] == "error":
-                    raise event["error"]
-                if event["kind"] == "fitted":
-                    result = event["result"]
-                    break
-                yield event
-        finally:
-            stop.set()  # a cancel (generator closed, or a KeyboardInterrupt from ray.cancel): end after this epoch
-            worker.join()
+        result = yield from thread_events(train, f"fit-run-{run_id}")
     yield {"kind": "progress", "fraction": 0.96, "message": "predicting every row"}
     yield {"kind": "outputs", **_run_outputs(result, split, cache)}
 

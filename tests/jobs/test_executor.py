@@ -105,24 +105,30 @@ def test_study_runs_to_completion_with_epochs_predictions_artifacts_and_tables(e
     assert "3 runs queued" in log and "succeeded" in log
 
 
-def warm_two_workers() -> None:
+def warm_two_workers(meeting: Path) -> None:
     """Have two Ray workers import the training stack, so two runs can start at the same moment (a cold worker
-    spends many seconds importing torch, long enough for a tiny run to finish before the other starts)."""
+    spends many seconds importing torch, long enough for a tiny run to finish before the other starts). Each task
+    waits until the other runs too (a marker file each): with one idle worker, Ray would otherwise run both in it,
+    one after the other, while a second worker is still starting on a loaded machine."""
     import ray
 
     @ray.remote(num_cpus=0.5)
-    def warm() -> int:
+    def warm(folder: str, index: int) -> int:
         import cosnet_core.train  # noqa: F401
         import jobs.training  # noqa: F401
 
-        time.sleep(1.0)
+        (Path(folder) / f"warm-{index}").touch()
+        deadline = time.monotonic() + 120
+        while len(list(Path(folder).glob("warm-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         return os.getpid()
 
-    assert len(set(ray.get([warm.remote(), warm.remote()]))) == 2
+    meeting.mkdir(exist_ok=True)
+    assert len(set(ray.get([warm.remote(str(meeting), 0), warm.remote(str(meeting), 1)]))) == 2
 
 
-def test_two_runs_queued_at_once_train_concurrently_without_lock_errors(executor_thread, db_url, toy_version):
-    warm_two_workers()
+def test_two_runs_queued_at_once_train_concurrently_without_lock_errors(executor_thread, db_url, toy_version, tmp_path):
+    warm_two_workers(tmp_path / "warm")
     job_id = jobs.submit("study", study_payload(toy_version, seeds=[0, 1], train={**TINY_TRAIN, "epochs": 30}))
     wait_until(lambda: finished(db_url, job_id), 240, "the study")
     with session_scope(db_url) as session:
