@@ -29,11 +29,10 @@ from pydantic import (
 )
 
 from cosnet_core.hparams import DEFAULTS, MODES
+from cosnet_core.splits import SEED_PROTOCOLS  # what the seeds of a study share; the first is the default
 
 DEVICES = ("auto", "cpu", "gpu")
 SPLIT_METHODS = ("random", "grouped", "column")
-#: What the seeds of a study share (:func:`cosnet_core.splits.split_for_seed`); the first is the default.
-SEED_PROTOCOLS = ("fixed-test", "resplit")
 #: TrainConfig fields a study may set (mode, seed and device are set per run).
 TRAIN_FIELDS = (
     "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",

@@ -1,11 +1,13 @@
 """Typed payloads (issue 17, item 4): jobs.payloads' models accept, default and refuse exactly as the hand validators
-(jobs.training.validate_study_payload, jobs.matching.validate_match_payload) on a table of payloads."""
+did (jobs.training.validate_study_payload, jobs.matching.validate_match_payload before the switch, kept verbatim in
+tests/jobs/legacy_payload_validators.py) on a table of payloads."""
 
 from __future__ import annotations
 
 import pytest
 
-from jobs import matching, payloads, training
+from jobs import payloads
+from tests.jobs import legacy_payload_validators as legacy
 
 STUDIES = [
     {"dataset_version_id": "4"},
@@ -76,7 +78,7 @@ def _outcome(validate, payload):
 
 @pytest.mark.parametrize("payload", STUDIES, ids=range(len(STUDIES)))
 def test_study_model_matches_the_hand_validator(payload):
-    old = _outcome(training.validate_study_payload, payload)
+    old = _outcome(legacy.validate_study_payload, payload)
     new = _outcome(lambda p: payloads.validate_study(p).model_dump(), payload)
     assert new == old
     if old[0] == "ok":
@@ -84,7 +86,7 @@ def test_study_model_matches_the_hand_validator(payload):
 
 
 def test_study_table_has_both_outcomes_and_reports_every_problem():
-    outcomes = [_outcome(training.validate_study_payload, p)[0] for p in STUDIES]
+    outcomes = [_outcome(legacy.validate_study_payload, p)[0] for p in STUDIES]
     assert outcomes.count("ok") == 13 and outcomes.count("ValueError") == len(STUDIES) - 13
     message = _outcome(payloads.validate_study, STUDIES[-1])[1]
     assert message.startswith("invalid study: dataset_version_id is missing or not an integer; modes must be")
@@ -99,9 +101,18 @@ def test_study_defaults():
     assert study.search.epochs == 50 and study.device == "auto" and study.preset is None
 
 
+def test_the_jobs_validate_with_the_models():
+    from jobs import matching, training
+
+    for validate, table, model in ((training.validate_study_payload, STUDIES, payloads.validate_study),
+                                   (matching.validate_match_payload, MATCHES, payloads.validate_match)):
+        for payload in table:
+            assert _outcome(validate, payload) == _outcome(lambda p, m=model: m(p).model_dump(), payload)
+
+
 @pytest.mark.parametrize("payload", MATCHES, ids=range(len(MATCHES)))
 def test_match_model_matches_the_hand_validator(payload):
-    old = _outcome(matching.validate_match_payload, payload)
+    old = _outcome(legacy.validate_match_payload, payload)
     new = _outcome(lambda p: payloads.validate_match(p).model_dump(), payload)
     assert new == old
     assert [c[0] for c in (old, new)] in (["ok", "ok"], ["MatchJobError", "MatchJobError"])
