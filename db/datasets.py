@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cosnet_core.errors import InputError
@@ -56,7 +56,10 @@ if TYPE_CHECKING:  # the ingest module pulls in pymatgen; only its types are nee
 UPLOAD_NOTE = "uploaded with the dataset"
 # Entry columns with a length limit in the schema (PostgreSQL enforces them; SQLite does not).
 _LIMITS = {"external_id": 200, "composition": 200, "raw_target": 200, "split": 20, "mp_id": 100,
-           "structure_file": 500}
+           "structure_file": 500, "target_name": 200, "target_unit": 100}
+#: Attempts of an import that a concurrent import beat to a unique row (see :func:`_retry_on_conflict`).
+CONFLICT_ATTEMPTS = 4
+_T = TypeVar("_T")
 
 
 class DatasetStoreError(InputError):
@@ -426,8 +429,8 @@ def _store_version(
         created_by=created_by,
         source_filename=result.raw.filename[:500],
         source_sha256=source_sha256,
-        target_name=result.mapping.target,
-        target_unit=result.options.unit or None,
+        target_name=_text(result.mapping.target, _LIMITS["target_name"]),  # PostgreSQL refuses longer text
+        target_unit=_text(result.options.unit, _LIMITS["target_unit"]),
         target_transform="log10" if result.options.log10 else "none",
         temperature_unit=result.options.temperature_unit if result.mapping.temperature else None,
         settings=_version_settings(result, settings),
@@ -457,6 +460,23 @@ def _storage_errors() -> Iterator[None]:
         text = str(error.orig or error).lower()
         reason = "the server's disk is full" if "full" in text or "space" in text else "the database refused the write"
         raise DatasetStoreError(f"{reason}; nothing was stored (ask an administrator)") from error
+
+
+def _retry_on_conflict(store: Callable[[], _T]) -> _T:
+    """Run an import's transaction again when a concurrent import committed a row it also wrote.
+
+    Two sessions importing at once may both find a structure absent (or the same last version number) before
+    either writes; the unique constraints (``structures.content_hash``, ``dataset_versions (dataset_id, number)``)
+    then refuse the second writer's whole transaction, on SQLite and PostgreSQL alike. Its next attempt, a new
+    transaction, sees the committed rows: it reuses the structures and takes the next number.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return store()
+        except IntegrityError:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def create_dataset(
@@ -493,21 +513,25 @@ def create_dataset(
     name = name.strip()
     if not name:
         raise DatasetStoreError("give the dataset a name")
-    with _storage_errors(), session_scope(url) as session:
-        dataset = Dataset(name=name[:200], description=description, owner=created_by)
-        session.add(dataset)
-        version = _store_version(
-            session,
-            dataset,
-            result,
-            source_sha256=source_sha256,
-            parent_id=None,
-            uploaded=uploaded,
-            created_by=created_by,
-            settings=settings,
-            note=note,
-        )
-        return StoredVersion(dataset.id, version.id, version.number)
+
+    def store() -> StoredVersion:
+        with _storage_errors(), session_scope(url) as session:
+            dataset = Dataset(name=name[:200], description=description, owner=created_by)
+            session.add(dataset)
+            version = _store_version(
+                session,
+                dataset,
+                result,
+                source_sha256=source_sha256,
+                parent_id=None,
+                uploaded=uploaded,
+                created_by=created_by,
+                settings=settings,
+                note=note,
+            )
+            return StoredVersion(dataset.id, version.id, version.number)
+
+    return _retry_on_conflict(store)
 
 
 def add_version(
@@ -544,35 +568,39 @@ def add_version(
         DatasetStoreError: unknown dataset, a parent from another dataset, or no row kept.
         AccessDenied: the actor may not change this dataset. Nothing is stored then.
     """
-    with _storage_errors(), session_scope(url) as session:
-        if actor is not None:
-            require_dataset_owner(session, dataset_id, actor)
-        dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
-            raise DatasetStoreError(f"there is no dataset with id {dataset_id}")
-        if parent_id is None:
-            parent_id = session.scalar(
-                select(DatasetVersion.id)
-                .where(DatasetVersion.dataset_id == dataset_id)
-                .order_by(DatasetVersion.number.desc())
-                .limit(1)
+
+    def store(parent_id: int | None = parent_id) -> StoredVersion:
+        with _storage_errors(), session_scope(url) as session:
+            if actor is not None:
+                require_dataset_owner(session, dataset_id, actor)
+            dataset = session.get(Dataset, dataset_id)
+            if dataset is None:
+                raise DatasetStoreError(f"there is no dataset with id {dataset_id}")
+            if parent_id is None:
+                parent_id = session.scalar(
+                    select(DatasetVersion.id)
+                    .where(DatasetVersion.dataset_id == dataset_id)
+                    .order_by(DatasetVersion.number.desc())
+                    .limit(1)
+                )
+            else:
+                parent = session.get(DatasetVersion, parent_id)
+                if parent is None or parent.dataset_id != dataset_id:
+                    raise DatasetStoreError(f"version {parent_id} is not a version of dataset {dataset.name!r}")
+            version = _store_version(
+                session,
+                dataset,
+                result,
+                source_sha256=source_sha256,
+                parent_id=parent_id,
+                uploaded=uploaded,
+                created_by=created_by,
+                settings=settings,
+                note=note,
             )
-        else:
-            parent = session.get(DatasetVersion, parent_id)
-            if parent is None or parent.dataset_id != dataset_id:
-                raise DatasetStoreError(f"version {parent_id} is not a version of dataset {dataset.name!r}")
-        version = _store_version(
-            session,
-            dataset,
-            result,
-            source_sha256=source_sha256,
-            parent_id=parent_id,
-            uploaded=uploaded,
-            created_by=created_by,
-            settings=settings,
-            note=note,
-        )
-        return StoredVersion(dataset.id, version.id, version.number)
+            return StoredVersion(dataset.id, version.id, version.number)
+
+    return _retry_on_conflict(store)
 
 
 # ----------------------------------------------------------------------------------------------------

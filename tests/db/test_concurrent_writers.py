@@ -129,6 +129,24 @@ def _executor(url: str, stop: threading.Event, actions: list, errors: list) -> N
         errors.append(traceback.format_exc())
 
 
+def _in_threads(work, count: int) -> list[str]:
+    """Run ``work(i)`` in ``count`` threads at once; returns the tracebacks of those that raised."""
+    errors: list[str] = []
+
+    def guarded(index: int) -> None:
+        try:
+            work(index)
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=guarded, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return errors
+
+
 def _version(url: str) -> int:
     with session_scope(url) as session:
         version = DatasetVersion(dataset=Dataset(name="concurrent"), number=1, n_rows=1, n_kept=1, n_rejected=0)
@@ -225,7 +243,6 @@ def test_only_one_of_many_simultaneous_claims_of_a_job_wins(app_env):
     """Eight threads claim the same queued job at the same instant: exactly one gets it, the job is claimed once."""
     url = os.environ["COSNET_DATABASE_URL"]
     winners: list[int] = []
-    errors: list[str] = []
     for _ in range(3):
         job_id = store.create_job(url, "match", {"dataset_version_id": None})
         barrier = threading.Barrier(8)
@@ -233,18 +250,11 @@ def test_only_one_of_many_simultaneous_claims_of_a_job_wins(app_env):
 
         def claim(thread: int, job_id: int = job_id, barrier: threading.Barrier = barrier,
                   outcomes: list = outcomes) -> None:
-            try:
-                barrier.wait(30)
-                outcomes.append((thread, store.claim_job(url, job_id, pid=os.getpid(), host="test",
-                                                         log_path=f"claim-{thread}.log")))
-            except BaseException:
-                errors.append(traceback.format_exc())
+            barrier.wait(30)
+            outcomes.append((thread, store.claim_job(url, job_id, pid=os.getpid(), host="test",
+                                                     log_path=f"claim-{thread}.log")))
 
-        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        errors = _in_threads(claim, 8)
         assert errors == [], "\n".join(errors)
         won = [thread for thread, claimed in outcomes if claimed is not None]
         assert len(outcomes) == 8 and len(won) == 1, outcomes
@@ -252,3 +262,48 @@ def test_only_one_of_many_simultaneous_claims_of_a_job_wins(app_env):
         job = store.job_row(url, job_id)
         assert job["status"] == "running" and job["attempts"] == 1
         assert job["log_path"] == f"claim-{won[0]}.log"
+
+
+def test_three_sessions_adding_versions_with_the_same_new_cifs_at_once_all_succeed(app_env, monkeypatch):
+    """Three users add a version to one dataset at the same moment, each upload carrying the same two new CIFs.
+    Each import looked for the structures (none stored yet) and the dataset's last version number before any of
+    them wrote; without a retry the unique constraints (structure content hash, version number) refused the
+    second and third imports, which failed whole."""
+    from db import datasets as dataset_store
+    from tests.db.test_datasets_store import _ingest
+
+    url = os.environ["COSNET_DATABASE_URL"]
+    plain, _ = _ingest(with_cifs=False)
+    dataset_id = dataset_store.create_dataset(url, plain, name="li").dataset_id
+    result, uploaded = _ingest()
+    assert len({s.content_hash for s in uploaded.structures.values()}) == 2  # NaCl (twice) and LiCl
+
+    barrier, waited = threading.Barrier(3, timeout=60), threading.local()
+    entry_rows = dataset_store._entry_rows
+
+    def after_everyone_looked(*args, **kwargs):
+        if not getattr(waited, "done", False):  # only the first attempt of each import waits
+            waited.done = True
+            barrier.wait()
+        return entry_rows(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_store, "_entry_rows", after_everyone_looked)
+    stored = []
+
+    def add(user: int) -> None:
+        stored.append(dataset_store.add_version(url, dataset_id, result, uploaded=uploaded,
+                                                created_by=f"user{user}"))
+
+    errors = _in_threads(add, 3)
+    assert errors == [], "\n".join(errors)
+    assert sorted(version.number for version in stored) == [2, 3, 4]
+    from db.models import Entry, Structure
+
+    with session_scope(url) as session:
+        numbers = session.scalars(select(DatasetVersion.number).where(DatasetVersion.dataset_id == dataset_id))
+        assert sorted(numbers) == [1, 2, 3, 4]
+        assert session.scalar(select(func.count()).select_from(Structure)) == 2  # stored once, shared
+        for version in stored:
+            attached = session.scalar(select(func.count()).select_from(Entry).where(
+                Entry.dataset_version_id == version.version_id, Entry.structure_id.is_not(None)))
+            assert attached == 3  # rows 2, 3 (NaCl) and 5 (LiCl, censored); row 6's CIF does not parse

@@ -1,8 +1,10 @@
-"""Queries that PostgreSQL checks more strictly than SQLite, run on both (issue 18, item 3).
+"""Queries and values that PostgreSQL checks more strictly than SQLite, run on both (issue 18, item 3).
 
 SQLite accepts a selected column that is neither grouped nor aggregated (it takes any row's value); PostgreSQL
 refuses it unless the column depends on a grouped primary key. ``median_epoch_seconds_per_row`` grouped epochs by
 run only and selected the dataset version's row count: the training page's time estimate failed on PostgreSQL.
+SQLite also stores text longer than a ``VARCHAR(n)``; PostgreSQL refuses the whole transaction: an upload whose
+target column has a long header failed there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 
 import pytest
 
+from cosnet_core.ingest import CleaningOptions, ColumnMapping, clean_table, read_table
+from db.datasets import create_dataset
 from db.engine import session_scope
 from db.models import Dataset, DatasetVersion, EpochMetric, Run
 from jobs import store
@@ -45,3 +49,16 @@ def test_median_epoch_seconds_per_row_groups_by_run_and_version(app_env):
     assert store.median_epoch_seconds_per_row(url, hidden_dim=32) == pytest.approx(0.8)
     assert store.median_epoch_seconds_per_row(url) == pytest.approx(0.4)  # of 0.1, 0.2, 0.4, 0.8: the upper middle
     assert store.median_epoch_seconds_per_row(url, hidden_dim=16) is None
+
+
+def test_a_long_target_header_and_unit_are_stored_cut_to_their_columns(app_env):
+    url = os.environ["COSNET_DATABASE_URL"]
+    header = " ".join(["conductivity measured at room temperature"] * 6)  # 251 characters
+    unit = " ".join(["S/cm"] * 30)  # 149
+    raw = read_table(f"formula,{header}\nNaCl,1.5\nLiCl,2.5\n".encode(), "long.csv")
+    result = clean_table(raw, ColumnMapping(formula="formula", target=header), CleaningOptions(unit=unit))
+    stored = create_dataset(url, result, name="long header")
+    with session_scope(url) as session:
+        version = session.get(DatasetVersion, stored.version_id)
+        assert (version.target_name, version.target_unit) == (header[:200], unit[:100])
+        assert version.n_kept == 2
