@@ -10,7 +10,7 @@ from cosnet_core.sources.local_library import candidate_from_cif
 from cosnet_core.structure import cell_descriptors
 from cosnet_core.structure_io import crystal_system, space_group, summarize_structure
 from cosnet_core.uploaded_cif import summarize_cif
-from db.structures import _structure_fields
+from db.structure_rows import _structure_fields
 
 
 def _rocksalt() -> Structure:

@@ -73,12 +73,13 @@ def test_the_command_line_refuses_a_million_columns_at_once(tmp_path):
 def test_a_cif_attached_on_the_structures_page_is_bounded_too(app_env, monkeypatch):
     from sqlalchemy import select
 
+    import db.structure_library
     import db.structures as review
     from db.engine import session_scope
     from db.models import Entry
     from tests.pages.isolation_fixtures import store_dataset
 
-    monkeypatch.setattr(review, "CIF_PARSE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(db.structure_library, "CIF_PARSE_TIMEOUT_S", 1.0)
     ids = store_dataset("local", table=b"id,formula,conductivity\nA1,NaCl,1e-4\n")
     with session_scope() as session:
         entry_id = session.scalar(select(Entry.id).where(Entry.dataset_version_id == ids.version_id))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from db import structures as store
 from db.engine import session_scope
-from db.models import Job, ReviewDecision
+from db.models import Job, ReviewDecision, Structure
 from tests.db.test_structures_store import (
     cif_bytes,
     db_snapshot,
@@ -176,7 +176,7 @@ def test_library_upload_and_refused_uploads(app_test, url, monkeypatch):
         archive.writestr("../escape.cif", cif_bytes(rock_salt(4.03, "Li", "F")))
     uploader(at, view.LIBRARY_UPLOAD).set_value(("bad.zip", buffer.getvalue(), "application/zip"))
     click(at, "structures_import")
-    assert "bad.zip: ../escape.cif: the member's path leaves the archive" in at.error[0].value
+    assert "bad.zip: ../escape.cif: escapes the archive's folder ('..', path traversal)" in at.error[0].value
     assert db_snapshot(url) == before
 
     monkeypatch.setenv(store.MAX_SITES_ENV, "6")
@@ -231,7 +231,7 @@ def test_materials_project_search_with_wrong_and_right_key(app_test, url, monkey
         "materials_project", "mp-22862", "pending",
     )
     with session_scope(url) as session:
-        stored = session.scalars(select(store.Structure.cif)).all()
+        stored = session.scalars(select(Structure.cif)).all()
     assert all(FAKE_API_KEY not in text for text in stored)
 
 
