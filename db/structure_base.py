@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cosnet_core.errors import InputError
+from cosnet_core.structure_table import ID_COLUMNS, TABLE_SUFFIXES  # noqa: F401  (TABLE_SUFFIXES re-exported)
 
 DEFAULT_REVIEWER = "local"
 MAX_SITES_ENV = "COSNET_MAX_STRUCTURE_SITES"  # cosnet_core.settings.SETTINGS.max_structure_sites
@@ -35,10 +36,9 @@ BULK_RULES: dict[str, str] = {
 }
 #: Largest threshold of the ``approximate_within`` rule: the matcher's own limit for approximate candidates.
 MAX_BULK_DISTANCE = 0.10
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz")
 CIF_SUFFIXES = (".cif", ".mcif")
 ZIP_SUFFIXES = (".zip",)
-TABLE_ID_COLUMNS = ("material_id", "id", "external_id", "name", "filename")
+TABLE_ID_COLUMNS = ID_COLUMNS  # the id columns of a table of structures (cosnet_core.structure_table)
 
 
 Progress = Callable[[float, str], None]

@@ -10,14 +10,12 @@ Imports no torch at import time (the CIF parsing of :mod:`cosnet_core` is import
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import func, or_, select
 
 from db.access import visible_datasets
@@ -32,7 +30,6 @@ from db.models import (
 from db.structure_base import (
     CIF_SUFFIXES,
     DEFAULT_REVIEWER,
-    TABLE_ID_COLUMNS,
     TABLE_SUFFIXES,
     ZIP_SUFFIXES,
     Progress,
@@ -136,87 +133,18 @@ def _zip_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
     return [(member_base_name(member), member_data) for member, member_data in members.items()]
 
 
-def _table_frame(name: str, data: bytes) -> pd.DataFrame:
-    lower = name.lower()
-    try:
-        if lower.endswith((".json", ".json.gz")):
-            return pd.read_json(io.BytesIO(data), compression="gzip" if lower.endswith(".gz") else None)
-        return pd.read_csv(
-            io.BytesIO(data), dtype=str, keep_default_na=False, compression="gzip" if lower.endswith(".gz") else None
-        )
-    except (ValueError, OSError, UnicodeDecodeError, EOFError) as error:
-        raise StructureStoreError(name, f"cannot be read as a table ({error})") from error
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return str(value).strip()
-
-
-def _optional_int(value: Any) -> int | None:
-    text = _cell(value)
-    try:
-        return int(float(text)) if text else None
-    except ValueError:
-        return None
-
-
-def _optional_float(value: Any) -> float | None:
-    text = _cell(value)
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None
-
-
-def _optional_flag(value: Any) -> bool | None:
-    text = _cell(value).lower()
-    return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text)
-
-
 def _table_candidates(name: str, data: bytes, max_sites: int, progress: Progress | None = None) -> list[StructureCandidate]:
-    frame = _table_frame(name, data)
-    id_column = next((column for column in TABLE_ID_COLUMNS if column in frame.columns), None)
-    if id_column is None or "cif" not in frame.columns:
-        raise StructureStoreError(
-            name,
-            f"needs an id column (one of {', '.join(TABLE_ID_COLUMNS)}) and a 'cif' column; "
-            f"it has {', '.join(map(str, frame.columns))}",
-        )
-    entries: list[tuple[str, str, str, int, dict[str, Any]]] = []
-    seen: set[str] = set()
-    n_rows = len(frame)
-    for row_number, row in enumerate(frame.to_dict("records"), start=1):
-        if progress is not None and row_number % 100 == 0:
-            progress(row_number / n_rows, f"{name}: read {row_number} of {n_rows} rows")
-        item = f"{name} row {row_number}"
-        external_id = _cell(row.get(id_column))
-        if not external_id:
-            raise StructureStoreError(item, f"the {id_column!r} value is empty")
-        if external_id in seen:
-            raise StructureStoreError(f"{item} ({external_id})", "this id appears twice in the table")
-        seen.add(external_id)
-        cif = _cell(row.get("cif"))
-        if not cif:
-            raise StructureStoreError(f"{item} ({external_id})", "the 'cif' value is empty")
-        number = _optional_int(row.get("spacegroup_number"))
-        entries.append((
-            cif,
-            external_id,
-            f"{item} ({external_id})",
-            max_sites,
-            {
-                "spacegroup_number": number,
-                "spacegroup_symbol": _cell(row.get("spacegroup_symbol")) or None,
-                "energy_above_hull": _optional_float(row.get("energy_above_hull")),
-                "is_stable": _optional_flag(row.get("is_stable")),
-                "theoretical": _optional_flag(row.get("theoretical")),
-            },
-        ))
-    if not entries:
-        raise StructureStoreError(name, "the table has no rows")
-    return _bounded_cif_candidates(entries)
+    """The rows of an uploaded table of structures, read and checked by
+    :func:`cosnet_core.structure_table.read_structure_table`, then each CIF parsed (bounded)."""
+    from cosnet_core.structure_table import StructureTableError, read_structure_table
+
+    try:
+        rows = read_structure_table(data, name)
+    except StructureTableError as error:
+        raise StructureStoreError(error.item or name, error.reason) from error
+    if progress is not None:
+        progress(0.0, f"{name}: reading {len(rows)} rows")
+    return _bounded_cif_candidates([(row.cif, row.external_id, row.item, max_sites, row.properties) for row in rows])
 
 
 def read_library_upload(

@@ -33,6 +33,7 @@ PARSING_MODULES = (
     "cosnet_core.column_mapping",
     "cosnet_core.cleaning",
     "cosnet_core.cif_zip",
+    "cosnet_core.structure_table",
     "cosnet_core.tabular",
     "cosnet_core.matching",
     "cosnet_core.applicability",

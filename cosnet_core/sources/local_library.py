@@ -31,6 +31,7 @@ from pymatgen.core import Composition
 from cosnet_core.cif_zip import CifZipError, member_base_name, read_cif_zip
 from cosnet_core.errors import InputError
 from cosnet_core.sources.base import StructureCandidate, element_set
+from cosnet_core.structure_table import StructureTableError, StructureTableRow, read_structure_table
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CIF_SUFFIXES = (".cif", ".mcif")
-ID_COLUMNS = ("material_id", "id", "external_id", "name", "filename")
-FORMULA_COLUMNS = ("reduced_formula", "formula_pretty", "formula")
 
 
 class LibraryImportError(InputError):
@@ -393,67 +392,40 @@ class StructureLibrary:
         Raises:
             LibraryImportError: unreadable file, missing id or cif column, or a bad row (named by number).
         """
-        if isinstance(table, pd.DataFrame):
-            frame = table
-            label = label or "table"
-        else:
-            path = Path(table)
-            label = label or path.name
-            try:
-                if path.name.lower().endswith((".json", ".json.gz")):
-                    frame = pd.read_json(path)
-                else:
-                    frame = pd.read_csv(path, dtype={"material_id": str})
-            except (OSError, ValueError) as error:
-                raise LibraryImportError(label, f"cannot be read as a table ({error})") from error
-        id_column = next((name for name in ID_COLUMNS if name in frame.columns), None)
-        if id_column is None or "cif" not in frame.columns:
-            raise LibraryImportError(
-                label, f"needs an id column (one of {', '.join(ID_COLUMNS)}) and a 'cif' column; has {list(frame.columns)}"
-            )
-        formula_column = next((name for name in FORMULA_COLUMNS if name in frame.columns), None)
-        candidates = [
-            self._row_candidate(row, row_number, label, id_column, formula_column)
-            for row_number, row in enumerate(frame.to_dict("records"), start=1)
-        ]
-        return self.extend(candidates, deduplicate=deduplicate)
+        if label is None:
+            label = "table" if isinstance(table, pd.DataFrame) else Path(table).name
+        try:
+            rows = read_structure_table(table, label)
+        except StructureTableError as error:
+            raise LibraryImportError(error.item or label, error.reason) from error
+        return self.extend([self._row_candidate(row) for row in rows], deduplicate=deduplicate)
 
-    def _row_candidate(
-        self, row: dict[str, Any], row_number: int, label: str, id_column: str, formula_column: str | None
-    ) -> StructureCandidate:
-        item = f"{label} row {row_number}"
-        external_id = _text(row.get(id_column))
-        cif = _text(row.get("cif"))
-        if not external_id:
-            raise LibraryImportError(item, f"the {id_column!r} value is empty")
-        if not cif:
-            raise LibraryImportError(f"{item} ({external_id})", "the 'cif' value is empty")
-        formula = _text(row.get(formula_column)) if formula_column else ""
-        if formula:
+    def _row_candidate(self, row: StructureTableRow) -> StructureCandidate:
+        if row.formula:
             try:
-                formula = _reduced_formula(formula)
+                formula = _reduced_formula(row.formula)
             except Exception as error:
-                raise LibraryImportError(f"{item} ({external_id})", f"formula {formula!r} cannot be parsed") from error
+                raise LibraryImportError(row.item, f"formula {row.formula!r} cannot be parsed") from error
             candidate = StructureCandidate(
                 source=self.source,
-                external_id=external_id,
+                external_id=row.external_id,
                 formula=formula,
-                cif=cif,
-                spacegroup_number=_integer(row.get("spacegroup_number")),
-                spacegroup_symbol=_text(row.get("spacegroup_symbol")) or None,
-                nsites=_integer(row.get("nsites")),
+                cif=row.cif,
+                spacegroup_number=row.properties["spacegroup_number"],
+                spacegroup_symbol=row.properties["spacegroup_symbol"],
+                nsites=row.nsites,
             )
         else:
             from cosnet_core.structure_io import StructureError, load_structure
 
             try:
-                structure = load_structure(cif)
+                structure = load_structure(row.cif)
             except StructureError as error:
-                raise LibraryImportError(f"{item} ({external_id})", error.reason) from error
-            candidate = candidate_from_structure(structure, external_id, source=self.source, cif=cif)
-        candidate.energy_above_hull = _number(row.get("energy_above_hull"))
-        candidate.is_stable = _flag(row.get("is_stable"))
-        candidate.theoretical = _flag(row.get("theoretical"))
+                raise LibraryImportError(row.item, error.reason) from error
+            candidate = candidate_from_structure(structure, row.external_id, source=self.source, cif=row.cif)
+        candidate.energy_above_hull = row.properties["energy_above_hull"]
+        candidate.is_stable = row.properties["is_stable"]
+        candidate.theoretical = row.properties["theoretical"]
         return candidate
 
     # -- persistence ---------------------------------------------------------------------------------------
@@ -531,40 +503,3 @@ class DatasetStructures(StructureLibrary):
         super().__init__(name, source="dataset")
         for external_id, structure in (structures or {}).items():
             self.add(candidate_from_structure(structure, str(external_id), source="dataset"), deduplicate=False)
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return str(value).strip()
-
-
-def _integer(value: Any) -> int | None:
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        return int(float(text))
-    except ValueError:
-        return None
-
-
-def _number(value: Any) -> float | None:
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = _text(value).lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no"}:
-        return False
-    return None
