@@ -161,11 +161,30 @@ def remaining_study_seconds(
                      epochs_timed=sum(len(values) for values in timed.values()), seconds_per_epoch=per_epoch)
 
 
+def format_duration(seconds: float) -> str:
+    """"about 3 min", "about 2.5 h" ...
+
+    Args:
+        seconds: a duration.
+
+    Returns:
+        A short human text.
+    """
+    if not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"about {max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
 __all__ = [
     "DEFAULT_SECONDS_PER_ROW_EPOCH",
     "RUN_OVERHEAD_S",
     "Remaining",
     "estimate_study_seconds",
+    "format_duration",
     "measured_rates",
     "remaining_study_seconds",
 ]

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cosnet_core.settings import SETTINGS, child_environment
 from db.config import data_dir as configured_data_dir
 from db.config import database_url
 from jobs import registry, store
@@ -43,8 +44,8 @@ LOCK_FILE = "executor.lock"
 STATUS_FILE = "executor.json"
 LOG_FILE = "executor.log"
 SPAWN_FILE = "executor.spawn"
-IDLE_EXIT_ENV = "COSNET_EXECUTOR_IDLE_EXIT_S"
-IDLE_EXIT_S = 1800.0  # an executor started by the app stops (and frees Ray) after 30 idle minutes by default
+IDLE_EXIT_ENV = SETTINGS.executor_idle_exit_s.variable
+IDLE_EXIT_S = SETTINGS.executor_idle_exit_s.default  # an executor started by the app stops (and frees Ray) after 30 idle minutes by default
 SPAWN_GRACE_S = 60.0  # a spawned executor must take its lock within this time
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Kinds whose heavy part is a compute task (:meth:`jobs.context.JobContext.compute_stream`) that may run on any
@@ -107,8 +108,8 @@ def execute_job(
     """
     data_dir = Path(data_dir)
     if not inline:  # a Ray worker: make db.config point at the same data directory and database
-        os.environ["COSNET_DATA_DIR"] = str(data_dir)
-        os.environ["COSNET_DATABASE_URL"] = db_url
+        SETTINGS.data_dir.put(data_dir)
+        SETTINGS.database_url.put(db_url)
     log_path = job_log_path(data_dir, job_id)
     claimed = store.claim_job(db_url, job_id, pid=os.getpid(), host=socket.gethostname(), log_path=str(log_path))
     if claimed is None:
@@ -382,15 +383,15 @@ def ensure_executor(data_dir: Path | None = None, db_url: str | None = None) -> 
     starting = _starting_pid(data_dir)
     if starting is not None:  # spawned a moment ago, not holding the lock yet
         return starting
-    env = dict(os.environ)
-    env["COSNET_DATA_DIR"] = str(data_dir)
-    env["COSNET_DATABASE_URL"] = db_url or database_url()
+    env = child_environment()
+    SETTINGS.data_dir.put(data_dir, env)
+    SETTINGS.database_url.put(db_url or database_url(), env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     log_folder = data_dir / "logs"
     log_folder.mkdir(parents=True, exist_ok=True)
     with open(log_folder / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobs", "executor", "--idle-exit", os.environ.get(IDLE_EXIT_ENV) or str(IDLE_EXIT_S)],
+            [sys.executable, "-m", "jobs", "executor", "--idle-exit", str(SETTINGS.executor_idle_exit_s.get())],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -22,19 +22,17 @@ key (or when the Materials Project cannot be reached) the job goes on with the l
 
 from __future__ import annotations
 
-import os
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Protocol
 
+from cosnet_core.settings import materials_project_key
 from db import structures as store
 from db.access import Actor, check_owner
 from db.models import utcnow
+from jobs.payloads import MatchJobError, validate_match
 
-SOURCE_NAMES = ("library", "dataset", "materials_project")
 CHUNK_SIZE = 250
-SECRETS_FILES = (Path(".streamlit") / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml")
 
 
 class MatchJobContext(Protocol):
@@ -49,66 +47,14 @@ class MatchJobContext(Protocol):
     def log(self, message: str) -> None: ...
 
 
-class MatchJobError(ValueError):
-    """A payload the match job refuses (names the field and the reason)."""
-
-
-def secrets_file_api_key(paths: tuple[Path, ...] = SECRETS_FILES) -> str | None:
-    """``MP_API_KEY`` from a Streamlit secrets file, for jobs that run outside Streamlit (never logged).
-
-    Args:
-        paths: secrets files to look in, first found wins.
-
-    Returns:
-        The key, or None.
-    """
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                secrets = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-        value = secrets.get("MP_API_KEY")
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
 def validate_match_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """Check a match job's payload and fill in the defaults (the validator :func:`jobs.submit` calls).
-
-    Args:
-        payload: see the module docstring.
-
-    Returns:
-        The normalised payload.
+    """Check a match job's payload and fill in the defaults (the validator :func:`jobs.submit` calls):
+    :func:`jobs.payloads.validate_match`.
 
     Raises:
         MatchJobError: a field is missing or unusable (the message names it).
     """
-    from cosnet_core.matching import AUTO_ACCEPT_RULES
-
-    version_id = payload.get("dataset_version_id")
-    if not isinstance(version_id, int) or isinstance(version_id, bool):
-        raise MatchJobError(f"payload field 'dataset_version_id' must be a dataset version id, got {version_id!r}")
-    sources = list(payload.get("sources") or SOURCE_NAMES)
-    unknown = [name for name in sources if name not in SOURCE_NAMES]
-    if unknown:
-        raise MatchJobError(f"payload field 'sources': unknown source(s) {unknown}; known: {', '.join(SOURCE_NAMES)}")
-    rule = payload.get("auto_accept", "unambiguous") or "never"
-    if rule != "never" and rule not in AUTO_ACCEPT_RULES:
-        raise MatchJobError(f"payload field 'auto_accept': unknown rule {rule!r}; known: {', '.join(AUTO_ACCEPT_RULES)}")
-    max_candidates = payload.get("max_candidates", 10)
-    if not isinstance(max_candidates, int) or max_candidates < 1:
-        raise MatchJobError(f"payload field 'max_candidates' must be a positive integer, got {max_candidates!r}")
-    return {
-        "dataset_version_id": version_id,
-        "sources": sources,
-        "auto_accept": rule,
-        "max_candidates": max_candidates,
-        "include_reviewed": bool(payload.get("include_reviewed", False)),
-        "created_by": str(payload.get("created_by") or store.DEFAULT_REVIEWER),
-    }
+    return validate_match(payload).model_dump()
 
 
 def build_sources(url: str, version_id: int, names: list[str], log) -> tuple[list[Any], list[str]]:
@@ -117,7 +63,7 @@ def build_sources(url: str, version_id: int, names: list[str], log) -> tuple[lis
     Args:
         url: database URL.
         version_id: the dataset version (for its own structures).
-        names: source names (see :data:`SOURCE_NAMES`).
+        names: source names (see :data:`jobs.payloads.SOURCE_NAMES`).
         log: a ``log(message)`` callable.
 
     Returns:
@@ -141,7 +87,7 @@ def build_sources(url: str, version_id: int, names: list[str], log) -> tuple[lis
         else:
             from cosnet_core.sources.materials_project import MaterialsProjectSource, resolve_api_key
 
-            key = resolve_api_key(None) or secrets_file_api_key()
+            key = resolve_api_key(None)  # the environment, then .streamlit/secrets.toml
             try:
                 sources.append(MaterialsProjectSource(api_key=key))
             except SourceUnavailable as error:
@@ -286,9 +232,7 @@ def match_inline(url: str, payload: dict[str, Any], *, actor: Actor | None = Non
 def mp_key_configured() -> bool:
     """Whether a job would find a Materials Project key (environment or secrets file); the key itself is not
     returned."""
-    return bool(
-        os.environ.get("MP_API_KEY", "").strip() or os.environ.get("PMG_MAPI_KEY", "").strip() or secrets_file_api_key()
-    )
+    return materials_project_key()[0] is not None
 
 
 # ------------------------------------------------------------------------------------------------------------------

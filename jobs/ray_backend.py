@@ -32,7 +32,6 @@ Environment (read by the executor):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +39,13 @@ from typing import Any
 
 import ray
 
+from cosnet_core.settings import SETTINGS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RAY_ADDRESS_ENV = "RAY_ADDRESS"
-RAY_NUM_CPUS_ENV = "COSNET_RAY_NUM_CPUS"
-CPUS_PER_RUN_ENV = "COSNET_JOBS_CPUS_PER_RUN"
-RESOURCES_ENV = "COSNET_RAY_RESOURCES"
+RAY_ADDRESS_ENV = SETTINGS.ray_address.variable
+RAY_NUM_CPUS_ENV = SETTINGS.ray_num_cpus.variable
+CPUS_PER_RUN_ENV = SETTINGS.jobs_cpus_per_run.variable
+RESOURCES_ENV = SETTINGS.ray_resources.variable
 
 
 def worker_runtime_env() -> dict[str, Any]:
@@ -67,15 +68,15 @@ def connect() -> str:
         The GCS address of the Ray cluster.
     """
     if not ray.is_initialized():
-        address = os.environ.get(RAY_ADDRESS_ENV)
+        address = SETTINGS.ray_address.get()
         common = {"runtime_env": worker_runtime_env(), "log_to_driver": False, "configure_logging": False}
         if address:
             ray.init(address=address, **common)
         else:
-            num_cpus = os.environ.get(RAY_NUM_CPUS_ENV)
+            num_cpus = SETTINGS.ray_num_cpus.get()
             ray.init(
                 address="local",
-                num_cpus=int(num_cpus) if num_cpus else None,
+                num_cpus=num_cpus,
                 include_dashboard=False,
                 **common,
             )
@@ -98,10 +99,7 @@ def cpus_per_run() -> float:
     Returns:
         A positive number.
     """
-    value = float(os.environ.get(CPUS_PER_RUN_ENV) or 1.0)
-    if value <= 0:
-        raise ValueError(f"{CPUS_PER_RUN_ENV} must be > 0, got {value}")
-    return value
+    return SETTINGS.jobs_cpus_per_run.get()
 
 
 def custom_resources() -> dict[str, float]:
@@ -114,20 +112,7 @@ def custom_resources() -> dict[str, float]:
         ValueError: not a JSON object of positive numbers, or it names CPU/GPU (set those with
             ``COSNET_JOBS_CPUS_PER_RUN`` and the run's device).
     """
-    text = (os.environ.get(RESOURCES_ENV) or "").strip()
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"{RESOURCES_ENV} must be a JSON object such as {{\"gpu_node\": 1}}: {error}") from None
-    if not isinstance(value, dict) or any(
-        isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0 for amount in value.values()
-    ):
-        raise ValueError(f"{RESOURCES_ENV} must map resource names to positive numbers, got {text!r}")
-    if {"CPU", "GPU"} & set(value):
-        raise ValueError(f"{RESOURCES_ENV} names custom resources only (CPU and GPU are set per run), got {text!r}")
-    return {str(name): float(amount) for name, amount in value.items()}
+    return SETTINGS.ray_resources.get()
 
 
 def compute_options(*, num_cpus: float, num_gpus: float) -> dict[str, Any]:

@@ -17,7 +17,6 @@ Read top to bottom:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import socket
 import time
@@ -30,29 +29,11 @@ import numpy as np
 from cosnet_core.hparams import MODES  # the one list of modes (torch-free)
 from jobs import store
 from jobs.context import JobCancelled, JobContext, WorkerLost, ray_node_id, thread_events
+from jobs.payloads import validate_study
 
-DEVICES = ("auto", "cpu", "gpu")
-SPLIT_METHODS = ("random", "grouped", "column")
-#: What the seeds of a study share (:func:`cosnet_core.splits.split_for_seed`); the first is the default.
-SEED_PROTOCOLS = ("fixed-test", "resplit")
 FIGURE2_MODES = ("bimodal-aug", "bimodal")
 #: Entries of ``Study.results`` written when the study starts (:func:`study_baselines`), kept at its end.
 BASELINE_KEYS = ("baselines", "baseline_rows", "baselines_error", "seed_protocol")
-#: TrainConfig fields a study may set (mode, seed and device are set per run).
-TRAIN_FIELDS = (
-    "lr", "weight_decay", "lr_decay", "epochs", "batch_size", "loss", "grad_clip", "early_stopping_patience",
-    "embedding", "hidden_dim", "roost_layers", "roost_heads", "roost_mlp_hidden", "cgcnn_layers", "fusion", "weight",
-    "head_hidden", "weight_hidden", "radius", "max_neighbors", "descriptors", "init_from",
-    "roost_mlp_batchnorm", "roost_power_init", "head", "cell_features", "nonnegative", "censored",
-    "structure_features",
-)
-#: Seconds per (epoch x data row of the version) of the default 64-wide model, used until this installation has
-#: measured its own (see :func:`estimate_study_seconds`). CPU: 4.7e-3 s measured with one torch thread on the
-#: 2-core development machine under load (54 toy binaries, half with a CsCl-type structure, epochs 2-4 of a fit);
-#: GPU: an assumption (ten times faster), not measured here (no GPU on the development machine).
-DEFAULT_SECONDS_PER_ROW_EPOCH = {"cpu": 5e-3, "gpu": 5e-4}
-#: Fixed cost per run (featurization, model set-up, predictions), seconds.
-RUN_OVERHEAD_S = 10.0
 POLL_S = 1.0
 
 
@@ -81,81 +62,7 @@ def validate_study_payload(payload: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: the message names every problem.
     """
-    from cosnet_core.hparams import DEFAULTS
-    from cosnet_core.train import TrainConfig
-
-    problems: list[str] = []
-    out: dict[str, Any] = {}
-    try:
-        out["dataset_version_id"] = int(payload["dataset_version_id"])
-    except (KeyError, TypeError, ValueError):
-        problems.append("dataset_version_id is missing or not an integer")
-    out["name"] = str(payload.get("name") or "").strip()[:200]
-    modes = list(payload.get("modes") or MODES)
-    bad_modes = [m for m in modes if m not in MODES]
-    if bad_modes or not modes:
-        problems.append(f"modes must be a non-empty subset of {', '.join(MODES)} (got {modes})")
-    out["modes"] = [m for m in MODES if m in modes]  # paper order, no duplicates
-    try:
-        seeds = [int(s) for s in (payload.get("seeds") if payload.get("seeds") is not None else DEFAULTS["seeds"])]
-    except (TypeError, ValueError):
-        seeds = []
-    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        problems.append(f"seeds must be distinct non-negative integers (got {payload.get('seeds')})")
-    out["seeds"] = seeds
-    train = dict(payload.get("train") or {})
-    preset = payload.get("preset")
-    if preset is not None:
-        from cosnet_core.hparams import PRESETS, preset_train_settings
-
-        if preset not in PRESETS:
-            problems.append(f"preset must be one of {', '.join(PRESETS)} (got {preset!r})")
-        else:
-            train = {**preset_train_settings(preset), **train}
-    out["preset"] = preset
-    unknown = sorted(set(train) - set(TRAIN_FIELDS))
-    if unknown:
-        problems.append(f"unknown training settings {unknown} (known: {', '.join(TRAIN_FIELDS)})")
-    else:
-        try:
-            config = TrainConfig(**train)
-        except (TypeError, ValueError) as error:
-            problems.append(str(error))
-        else:
-            problems += _encoder_problems(config)
-    out["train"] = {k: v for k, v in train.items() if k in TRAIN_FIELDS}
-    device = str(payload.get("device") or "auto").lower()
-    if device not in DEVICES:
-        problems.append(f"device must be one of {', '.join(DEVICES)} (got {device!r})")
-    out["device"] = device
-    split = dict(payload.get("split") or {})
-    method = split.get("method", "random")
-    fractions = [float(f) for f in split.get("fractions", DEFAULTS["split_fractions"])]
-    if method not in SPLIT_METHODS:
-        problems.append(f"split method must be one of {', '.join(SPLIT_METHODS)} (got {method!r})")
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[1] <= 0:
-        problems.append(f"split fractions must be three shares summing to 1 with a validation share > 0 ({fractions})")
-    protocol = split.get("protocol", SEED_PROTOCOLS[0])
-    if protocol not in SEED_PROTOCOLS:
-        problems.append(f"split protocol must be one of {', '.join(SEED_PROTOCOLS)} (got {protocol!r})")
-    out["split"] = {"method": method, "fractions": fractions, "seed": int(split.get("seed", 0)), "protocol": protocol}
-    kept = [float(f) for f in payload.get("structure_fractions") or []]
-    if any(not 0 <= f < 1 for f in kept):
-        problems.append(f"structure_fractions are shares of structures kept, each in [0, 1) (got {kept})")
-    out["structure_fractions"] = sorted(set(kept))
-    search = dict(payload.get("search") or {})
-    out["search"] = {
-        "enabled": bool(search.get("enabled", False)),
-        "num_samples": int(search.get("num_samples", 8)),
-        "epochs": int(search.get("epochs", min(int(train.get("epochs", 200)), 50))),
-        "grace_period": int(search.get("grace_period", 2)),
-        "full_grid": bool(search.get("full_grid", False)),
-    }
-    if out["search"]["enabled"] and (out["search"]["num_samples"] < 1 or out["search"]["epochs"] < 1):
-        problems.append("search needs num_samples ≥ 1 and epochs ≥ 1")
-    if problems:
-        raise ValueError("invalid study: " + "; ".join(problems))
-    return out
+    return validate_study(payload).model_dump()
 
 
 def run_specs(payload: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -241,21 +148,6 @@ def training_samples(db_url: str, version_id: int) -> list[Any]:
             )
         )
     return samples
-
-
-def _encoder_problems(config: Any) -> list[str]:
-    """A shipped pretrained encoder that does not fit the run's embedding or g_C is refused before the study starts
-    (a path is checked when the run loads it)."""
-    from cosnet_core.pretrained import is_compatible, shipped_checkpoints
-
-    name = config.init_from
-    if not name or name not in shipped_checkpoints():
-        return []
-    fits = is_compatible(name, embedding=config.embedding, hidden_dim=config.hidden_dim,
-                         roost_layers=config.roost_layers, roost_heads=config.roost_heads,
-                         roost_mlp_hidden=config.roost_mlp_hidden)
-    return [] if fits else [f"the pretrained encoder {name} does not fit this network (encoder width "
-                            f"{config.hidden_dim}, embedding {config.embedding}); choose none or its width"]
 
 
 def split_for_run(samples: list[Any], split_settings: dict[str, Any], seed: int) -> Any:
@@ -933,64 +825,8 @@ def _make_cancel_stopper() -> type:
     return CancelStopper
 
 
-# ------------------------------------------------------------------------------------------- estimate
-
-
-def estimate_study_seconds(
-    n_rows: int,
-    n_runs: int,
-    epochs: int,
-    *,
-    parallel: int = 1,
-    gpu: bool = False,
-    seconds_per_row_epoch: float | None = None,
-    search_trial_epochs: int = 0,
-) -> float:
-    """Wall-time estimate of a study, before launching it.
-
-    seconds ≈ (n_runs · (epochs · n_rows · r + overhead) + search_trial_epochs · n_rows · r) / parallel, where r is
-    the seconds per (epoch x row): this installation's median over finished runs when known, else
-    :data:`DEFAULT_SECONDS_PER_ROW_EPOCH`; the overhead :data:`RUN_OVERHEAD_S` covers featurization and
-    predictions. ASHA stops many trials early, so counting every search epoch over-estimates the search.
-
-    Args:
-        n_rows: rows in the dataset version.
-        n_runs: runs of the study.
-        epochs: epochs per run.
-        parallel: runs executed at the same time.
-        gpu: whether runs train on a GPU (used only without a measured rate).
-        seconds_per_row_epoch: measured rate (None: default).
-        search_trial_epochs: total epochs of all search trials (0 without a search).
-
-    Returns:
-        Estimated seconds.
-    """
-    rate = seconds_per_row_epoch or DEFAULT_SECONDS_PER_ROW_EPOCH["gpu" if gpu else "cpu"]
-    work = n_runs * (epochs * n_rows * rate + RUN_OVERHEAD_S) + search_trial_epochs * n_rows * rate
-    return work / max(parallel, 1)
-
-
-def format_duration(seconds: float) -> str:
-    """"about 3 min", "about 2.5 h" ...
-
-    Args:
-        seconds: a duration.
-
-    Returns:
-        A short human text.
-    """
-    if not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 90:
-        return f"about {max(seconds, 1):.0f} s"
-    if seconds < 90 * 60:
-        return f"about {seconds / 60:.0f} min"
-    return f"about {seconds / 3600:.1f} h"
-
-
 __all__ = [
     "compute_study_results",
-    "estimate_study_seconds",
     "run_specs",
     "run_study_job",
     "run_train_job",

@@ -29,8 +29,7 @@ from cosnet_core.splits import (
 )
 from db.access import AccessDenied, may_change
 from jobs import store
-from jobs.estimate import estimate_study_seconds, measured_rates, remaining_study_seconds
-from jobs.training import format_duration
+from jobs.estimate import estimate_study_seconds, format_duration, measured_rates, remaining_study_seconds
 from ui.auth import current_actor
 from ui.results_view import best_epoch_at_end, epoch_curves, train_longer_hint
 from ui.state import active_version_id, database

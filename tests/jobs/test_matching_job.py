@@ -42,7 +42,7 @@ class FakeContext:
 def url(app_env, monkeypatch) -> str:
     for variable in ("MP_API_KEY", "PMG_MAPI_KEY", "MP_API_ENDPOINT"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(matching, "SECRETS_FILES", ())
+    monkeypatch.setattr("cosnet_core.settings.SECRETS_FILES", ())
     return f"sqlite:///{app_env / 'cosnet.db'}"
 
 

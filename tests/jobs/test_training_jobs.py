@@ -10,7 +10,6 @@ from db.engine import session_scope
 from db.models import Job, Prediction, Run, Study
 from jobs import store
 from jobs.training import (
-    estimate_study_seconds,
     run_specs,
     split_for_run,
     training_samples,
@@ -144,13 +143,6 @@ def test_training_samples_carry_entry_ids_targets_and_accepted_structures(db_url
     assert all(s.structure_id is not None for s in with_structure)
     assert samples[1].formula == "LiCl" and samples[1].target == pytest.approx(toy_target("Li", "Cl"))
     assert samples[1].structure is None and samples[3].structure is not None  # every third row
-
-
-def test_estimate_scales_with_work_and_parallelism():
-    one = estimate_study_seconds(100, 3, 200, seconds_per_row_epoch=1e-3)
-    assert one == pytest.approx(3 * (200 * 100 * 1e-3 + 10.0))
-    assert estimate_study_seconds(100, 3, 200, parallel=3, seconds_per_row_epoch=1e-3) == pytest.approx(one / 3)
-    assert estimate_study_seconds(100, 3, 200, gpu=True) < estimate_study_seconds(100, 3, 200)
 
 
 @pytest.mark.slow

@@ -323,7 +323,7 @@ def structures_page(app_test, version_id: int):
 def structures_url(url, monkeypatch) -> str:
     for variable in ("MP_API_KEY", "PMG_MAPI_KEY", "MP_API_ENDPOINT"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr("jobs.matching.SECRETS_FILES", ())
+    monkeypatch.setattr("cosnet_core.settings.SECRETS_FILES", ())
     return url
 
 
