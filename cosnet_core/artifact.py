@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from cosnet_core.train import FitResult, TargetNormalizer, TrainConfig
 
 ARTIFACT_FORMAT = "cosnet-artifact"
-ARTIFACT_FORMAT_VERSION = 1
+#: 2: the MLPs and BatchNorms are torch-geometric's ``MLP`` and ``BatchNorm`` (:mod:`cosnet_core.models.blocks`).
+#: 1 (before 2026-12-03): ``nn.Sequential`` MLPs; such files load with their weights renamed, same predictions.
+ARTIFACT_FORMAT_VERSION = 2
 ARTIFACT_SUFFIX = ".pt"
 
 
@@ -192,8 +194,13 @@ def load_artifact(path: str | Path) -> TrainedModel:
     _require_finite(path, artifact)
     config = TrainConfig.from_dict(artifact["train_config"])
     model = CosNet(CosNetConfig.from_dict(artifact["cosnet_config"]))
+    state = artifact["state_dict"]
+    if artifact.get("format_version", 0) < 2:
+        from cosnet_core.models.blocks import upgrade_state_dict
+
+        state = upgrade_state_dict(model, state)
     try:
-        model.load_state_dict(artifact["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as error:
         raise ArtifactError(f"{path.name}: the weights do not fit the stored configuration ({error})") from error
     model.eval()

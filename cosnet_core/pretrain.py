@@ -50,7 +50,10 @@ from cosnet_core.pretrained import (  # noqa: F401 - re-exported: the manifest l
     shipped_checkpoints,
 )
 
-ENCODER_FORMAT = "cosnet-encoder-1"
+ENCODER_FORMAT = "cosnet-encoder-2"
+#: Checkpoints written before the encoder's MLPs became ``torch_geometric.nn.MLP`` (:mod:`cosnet_core.models.blocks`);
+#: they load with their keys renamed (the shipped ``roost64-dft4.pt`` is one).
+ENCODER_FORMAT_1 = "cosnet-encoder-1"
 #: The shared folder's DFT tables, as the shipped checkpoint was built from them (``pretrain`` without ``--table``).
 SHARED_PRETRAINING = Path(__file__).resolve().parents[2] / "shared" / "data" / "pretraining"
 DEFAULT_TABLES: dict[str, Path] = {
@@ -183,12 +186,12 @@ class PretrainNet(nn.Module):
 
     def __init__(self, config: PretrainConfig, element_dim: int, n_tasks: int) -> None:
         super().__init__()
-        from cosnet_core.models.cosnet import normalised_mlp
+        from cosnet_core.models.blocks import mlp
         from cosnet_core.models.roost import RoostEncoder
 
         h = config.hidden_dim
         self.encoder = RoostEncoder(element_dim, h, config.roost_layers, config.roost_heads, config.roost_mlp_hidden)
-        self.heads = nn.ModuleList(normalised_mlp(h, (h,), 1) for _ in range(n_tasks))
+        self.heads = nn.ModuleList(mlp(h, (h,), 1) for _ in range(n_tasks))
 
     def forward(self, composition) -> torch.Tensor:  # noqa: ANN001 - a torch_geometric Batch
         """``[B, n_tasks]`` predictions (standardised units)."""
@@ -425,7 +428,7 @@ def load_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise PretrainError(f"{path.name} is not a readable encoder checkpoint: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != ENCODER_FORMAT:
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (ENCODER_FORMAT, ENCODER_FORMAT_1):
         raise PretrainError(f"{path.name} is not a COSNet encoder checkpoint ({ENCODER_FORMAT})")
     return checkpoint
 
@@ -461,5 +464,10 @@ def load_encoder_into(model: nn.Module, name_or_path: str | Path, *, embedding_n
             f"pretrained encoder {name_or_path} has another architecture than this model (checkpoint vs model: "
             + "; ".join(differing) + ")"
         )
-    model.composition_encoder.load_state_dict(checkpoint["encoder_state"])
+    state = checkpoint["encoder_state"]
+    if checkpoint["format"] == ENCODER_FORMAT_1:
+        from cosnet_core.models.blocks import upgrade_state_dict
+
+        state = upgrade_state_dict(model.composition_encoder, state)
+    model.composition_encoder.load_state_dict(state)
     return {k: v for k, v in checkpoint.items() if k != "encoder_state"}

@@ -48,7 +48,9 @@ if TYPE_CHECKING:
     from cosnet_core.predict import Predictions
     from cosnet_core.structure import GraphCache
 
-CHECKPOINT_FORMAT = "cosnet-checkpoint-1"
+CHECKPOINT_FORMAT = "cosnet-checkpoint-2"
+#: Written before the MLPs became torch-geometric's (:mod:`cosnet_core.models.blocks`); resumed with renamed weights.
+CHECKPOINT_FORMAT_1 = "cosnet-checkpoint-1"
 
 
 @dataclass
@@ -629,10 +631,16 @@ def fit(
     start_epoch = 1
     if resume_from is not None and Path(resume_from).exists():
         checkpoint = torch.load(resume_from, map_location="cpu", weights_only=True)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        if checkpoint.get("format") not in (CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_1):
             raise ValueError(f"{resume_from} is not a COSNet training checkpoint")
         if checkpoint["config"] != config.to_dict():
             raise ValueError(f"{resume_from} was written with another TrainConfig; refusing to resume")
+        if checkpoint["format"] == CHECKPOINT_FORMAT_1:
+            from cosnet_core.models.blocks import upgrade_optimizer_state, upgrade_state_dict
+
+            checkpoint["optimizer"] = upgrade_optimizer_state(model, checkpoint["model"], checkpoint["optimizer"])
+            for key in ("model", "best_state"):
+                checkpoint[key] = upgrade_state_dict(model, checkpoint[key])
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])

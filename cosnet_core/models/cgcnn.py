@@ -23,20 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import global_mean_pool
 
-
-class SafeBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d that falls back to its running statistics (without updating them) on fewer than 2 rows.
-
-    A training batch may hold a single structure or a single-site crystal; plain BatchNorm raises there.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` ``[N, features]``."""
-        if self.training and x.shape[0] < 2:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
-            )
-        return super().forward(x)
+from cosnet_core.models.blocks import batch_norm
 
 
 class CGCNNConv(nn.Module):
@@ -54,8 +41,8 @@ class CGCNNConv(nn.Module):
         self.centre_linear = nn.Linear(hidden_dim, 2 * hidden_dim)
         self.neighbour_linear = nn.Linear(hidden_dim, 2 * hidden_dim, bias=False)
         self.edge_linear = nn.Linear(edge_dim, 2 * hidden_dim, bias=False)
-        self.edge_norm = SafeBatchNorm1d(2 * hidden_dim)
-        self.node_norm = SafeBatchNorm1d(hidden_dim)
+        self.edge_norm = batch_norm(2 * hidden_dim)
+        self.node_norm = batch_norm(hidden_dim)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
         """Update the sites.

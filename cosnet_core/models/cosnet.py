@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosnet_core.descriptors import STANDARDIZED_CLIP
-from cosnet_core.models.cgcnn import DeCGCNNEncoder, SafeBatchNorm1d
+from cosnet_core.models.blocks import mlp
+from cosnet_core.models.cgcnn import DeCGCNNEncoder
 from cosnet_core.models.roost import POWER_INITS, RoostEncoder
 from cosnet_core.structure import CELL_DESCRIPTOR_NAMES, CRYSTAL_SYSTEMS
 
@@ -211,26 +212,6 @@ class CosNetOutput(NamedTuple):
     fused_repr: torch.Tensor
 
 
-def normalised_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    """Linear → BatchNorm → SiLU blocks, then a final Linear.
-
-    Args:
-        in_dim: input width.
-        hidden: hidden widths.
-        out_dim: output width.
-
-    Returns:
-        The network.
-    """
-    layers: list[nn.Module] = []
-    width = in_dim
-    for size in hidden:
-        layers += [nn.Linear(width, size), SafeBatchNorm1d(size), nn.SiLU()]
-        width = size
-    layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
-
-
 class AuthorsHead(nn.Module):
     """MLP^t of eq. (10) as the authors' code builds it (``MultiModalNetwork`` in their ``model/model.py``).
 
@@ -247,9 +228,9 @@ class AuthorsHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
-        self.update = normalised_mlp(in_dim, (hidden_dim,), hidden_dim)
+        self.update = mlp(in_dim, (hidden_dim,), hidden_dim)
         pairs = list(itertools.pairwise([hidden_dim, *hidden]))
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(a, b), SafeBatchNorm1d(b), nn.SiLU()) for a, b in pairs)
+        self.blocks = nn.ModuleList(mlp(a, (b,), None, plain_last=False) for a, b in pairs)
         self.skips = nn.ModuleList(nn.Identity() if a == b else nn.Linear(a, b, bias=False) for a, b in pairs)
         self.output = nn.Linear(([hidden_dim, *hidden])[-1], 1)
 
@@ -280,22 +261,22 @@ class CosNet(nn.Module):
         self.structure_encoder = DeCGCNNEncoder(
             config.element_dim, h, config.cgcnn_layers, config.edge_dim, config.cell_dim
         )
-        self.composition_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
-        self.structure_weight_mlp = normalised_mlp(h, config.weight_hidden, weight_width)
+        self.composition_weight_mlp = mlp(h, config.weight_hidden, weight_width)
+        self.structure_weight_mlp = mlp(h, config.weight_hidden, weight_width)
         fused_width = h if config.fusion == "sum" else 2 * h
         if config.head == "authors":
             self.head: nn.Module = AuthorsHead(fused_width, h, config.head_hidden)
         else:
-            self.head = normalised_mlp(fused_width, config.head_hidden, 1)
+            self.head = mlp(fused_width, config.head_hidden, 1)
         self.register_buffer("cell_mean", torch.zeros(config.cell_dim))
         self.register_buffer("cell_std", torch.ones(config.cell_dim))
         if config.descriptor_dim:
-            self.descriptor_encoder = normalised_mlp(config.descriptor_dim, (h,), h)
+            self.descriptor_encoder = mlp(config.descriptor_dim, (h,), h)
             self.descriptor_merge = nn.Linear(2 * h, h)
             self.register_buffer("descriptor_mean", torch.zeros(config.descriptor_dim))
             self.register_buffer("descriptor_std", torch.ones(config.descriptor_dim))
         if config.universal_dim:
-            self.universal_encoder = normalised_mlp(config.universal_dim, (h,), h)
+            self.universal_encoder = mlp(config.universal_dim, (h,), h)
             self.universal_merge = nn.Linear(2 * h, h)
             self.register_buffer("universal_mean", torch.zeros(config.universal_dim))
             self.register_buffer("universal_std", torch.ones(config.universal_dim))

@@ -12,11 +12,11 @@ The readout pools the nodes of each composition the same way (attention weighted
 giving C = g_C(c) of width ``hidden_dim``. ``w^p exp(e)`` is computed as ``softmax(e + p log w)``, which is the
 same number and numerically stable.
 
-f_k and g_k are Linear → SiLU → Linear with ``mlp_hidden`` (default ``hidden_dim``) hidden units, and each power p_k
-starts at 1. The COSNet authors' code (shenggong1996/COSNet @ 2c472c7, ``model/roost.py`` with the widths of
-``train.py``) uses 128 hidden units with BatchNorm before the SiLU, and starts each p_k from a standard normal draw;
-both are options here (``mlp_hidden=128, mlp_batchnorm=True, power_init="normal"``, the ``authors`` preset of
-:mod:`cosnet_core.hparams`); see ``docs/departures.md``.
+f_k and g_k are Linear → SiLU → Linear (:func:`cosnet_core.models.blocks.mlp`) with ``mlp_hidden`` (default
+``hidden_dim``) hidden units, and each power p_k starts at 1. The COSNet authors' code (shenggong1996/COSNet @
+2c472c7, ``model/roost.py`` with the widths of ``train.py``) uses 128 hidden units with BatchNorm before the
+SiLU, and starts each p_k from a standard normal draw; both are options here (``mlp_hidden=128, mlp_batchnorm=True,
+power_init="normal"``, the ``authors`` preset of :mod:`cosnet_core.hparams`); see ``docs/departures.md``.
 """
 
 from __future__ import annotations
@@ -25,33 +25,11 @@ import torch
 from torch import nn
 from torch_geometric.utils import softmax
 
-from cosnet_core.models.cgcnn import SafeBatchNorm1d
+from cosnet_core.models.blocks import mlp
 
 #: How the attention powers p_k start: "one" (the plain weighted attention w^1) or "normal" (a standard normal
 #: draw per head, as ``torch.randn(1)`` in the authors' ``WeightedAttentionPooling``).
 POWER_INITS = ("one", "normal")
-
-
-def simple_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, *, batchnorm: bool = False) -> nn.Sequential:
-    """Linear layers with SiLU between them (no activation after the last).
-
-    Args:
-        in_dim: input width.
-        hidden: hidden widths.
-        out_dim: output width.
-        batchnorm: Linear → BatchNorm → SiLU per hidden layer (the authors' ``SimpleNetwork``) instead of
-            Linear → SiLU.
-
-    Returns:
-        The network.
-    """
-    layers: list[nn.Module] = []
-    width = in_dim
-    for size in hidden:
-        layers += [nn.Linear(width, size), *([SafeBatchNorm1d(size)] if batchnorm else []), nn.SiLU()]
-        width = size
-    layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
 
 
 def initial_powers(heads: int, power_init: str) -> torch.Tensor:
@@ -87,10 +65,10 @@ class WeightedAttentionLayer(nn.Module):
         super().__init__()
         inner = mlp_hidden or hidden_dim
         self.gates = nn.ModuleList(
-            simple_mlp(2 * hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads)
+            mlp(2 * hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads)
         )
         self.messages = nn.ModuleList(
-            simple_mlp(2 * hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
+            mlp(2 * hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
         )
         self.powers = nn.Parameter(initial_powers(heads, power_init))
 
@@ -132,9 +110,9 @@ class WeightedAttentionPooling(nn.Module):
     ) -> None:
         super().__init__()
         inner = mlp_hidden or hidden_dim
-        self.gates = nn.ModuleList(simple_mlp(hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads))
+        self.gates = nn.ModuleList(mlp(hidden_dim, (inner,), 1, batchnorm=mlp_batchnorm) for _ in range(heads))
         self.messages = nn.ModuleList(
-            simple_mlp(hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
+            mlp(hidden_dim, (inner,), hidden_dim, batchnorm=mlp_batchnorm) for _ in range(heads)
         )
         self.powers = nn.Parameter(initial_powers(heads, power_init))
 

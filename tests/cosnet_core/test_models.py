@@ -228,17 +228,17 @@ def test_vector_weights_differ_per_channel(mixed_samples, embedding):
 def test_roost_mlp_width_sets_every_gate_and_message_mlp_and_old_configs_still_load(mixed_samples, embedding):
     wide = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN, roost_mlp_hidden=40))
     encoder = wide.composition_encoder
-    inner_layers = [mlp[0] for layer in encoder.layers for mlp in (*layer.gates, *layer.messages)]
-    inner_layers += [mlp[0] for mlp in (*encoder.readout.gates, *encoder.readout.messages)]
+    inner_layers = [mlp.lins[0] for layer in encoder.layers for mlp in (*layer.gates, *layer.messages)]
+    inner_layers += [mlp.lins[0] for mlp in (*encoder.readout.gates, *encoder.readout.messages)]
     assert len(inner_layers) == 3 * 2 * 3 + 2 * 3  # 3 layers × (gate + message) × 3 heads, + readout
-    assert {linear.out_features for linear in inner_layers} == {40}
+    assert {linear.out_channels for linear in inner_layers} == {40}
     # the node and output widths stay h: the encoder still returns C of width h
     batch, _ = _batch(mixed_samples, embedding)
     with torch.no_grad():
         assert encoder(batch.composition).shape == (len(mixed_samples), HIDDEN)
     # by default the MLPs are as wide as the encoder, whatever h is (the authors' code uses 128: docs/departures.md)
     narrow = CosNet(CosNetConfig(element_dim=200, hidden_dim=HIDDEN))
-    assert {mlp[0].out_features for mlp in narrow.composition_encoder.layers[0].gates} == {HIDDEN}
+    assert {mlp.lins[0].out_channels for mlp in narrow.composition_encoder.layers[0].gates} == {HIDDEN}
     # an artifact written before the option existed has no such key: same shapes, its weights load
     old = CosNetConfig(element_dim=200, hidden_dim=HIDDEN).to_dict()
     del old["roost_mlp_hidden"]

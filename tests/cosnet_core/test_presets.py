@@ -12,7 +12,6 @@ from pymatgen.core import Lattice, Structure
 from cosnet_core.cli import main
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.hparams import AUTHORS_PRESET_DEPARTURES, PRESETS, preset_train_settings
-from cosnet_core.models.cgcnn import SafeBatchNorm1d
 from cosnet_core.models.cosnet import AuthorsHead, cell_feature_names, select_cell_features
 from cosnet_core.structure import CELL_DESCRIPTOR_NAMES, crystal_graph
 from cosnet_core.train import TrainConfig, build_model
@@ -42,9 +41,9 @@ def test_the_authors_architecture() -> None:
     layer = model.composition_encoder.layers[0]
     # SimpleNetwork(2·64 → [128] → 1) with BatchNorm: Linear(128, 128) → BatchNorm(128) → SiLU → Linear(128, 1)
     gate = layer.gates[0]
-    assert [type(m).__name__ for m in gate] == ["Linear", "SafeBatchNorm1d", "SiLU", "Linear"]
-    assert (gate[0].in_features, gate[0].out_features, gate[-1].out_features) == (128, 128, 1)
-    assert isinstance(model.composition_encoder.readout.messages[0][1], SafeBatchNorm1d)
+    assert gate.channel_list == [128, 128, 1] and gate.plain_last and not gate.act_first  # norm, then SiLU
+    assert isinstance(gate.act, torch.nn.SiLU) and [type(norm).__name__ for norm in gate.norms] == ["BatchNorm"]
+    assert model.composition_encoder.readout.messages[0].norms[0].allow_single_element
     assert not torch.allclose(layer.powers.detach(), torch.ones(3))  # drawn from a normal, not 1
     assert model.config.cell_dim == 8 and model.structure_encoder.hybrid[0].in_features == 64 + 8
 
@@ -54,8 +53,8 @@ def test_the_authors_architecture() -> None:
     # then a bias-free Linear (64 → 32), so the head is output(skip_2(update(M)))
     head.eval()
     for block in head.blocks:
-        torch.nn.init.zeros_(block[0].weight)
-        torch.nn.init.zeros_(block[0].bias)
+        torch.nn.init.zeros_(block.lins[0].weight)
+        torch.nn.init.zeros_(block.lins[0].bias)
     fused = torch.randn(5, 64)
     expected = head.output(head.skips[1](head.update(fused)))
     assert torch.allclose(head(fused), expected, atol=1e-6)

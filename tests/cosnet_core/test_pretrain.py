@@ -15,6 +15,7 @@ from cosnet_core.data import Sample
 from cosnet_core.embeddings import load_element_embedding
 from cosnet_core.pretrain import (
     ENCODER_FORMAT,
+    ENCODER_FORMAT_1,
     MANIFEST,
     PRETRAINED_DIR,
     PretrainConfig,
@@ -160,7 +161,7 @@ def test_shipped_checkpoints_match_their_manifest_and_load_safely() -> None:
         assert sha256_of(path) == entry["sha256"], entry["file"]
         assert path.stat().st_size < 5_000_000
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        assert checkpoint["format"] == ENCODER_FORMAT
+        assert checkpoint["format"] in (ENCODER_FORMAT, ENCODER_FORMAT_1)  # format 1: written before blocks.py
         assert {t["name"]: t["val_mae"] for t in checkpoint["tasks"]} == pytest.approx(entry["validation_mae"])
         assert entry["command"].startswith("python -m cosnet_core pretrain")
         assert all(len(item["sha256"]) == 64 for item in entry["data"])
