@@ -10,10 +10,13 @@ message)``, ``("timeout", message)`` or ``("memory", message)``; nothing raises 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
-from collections.abc import Callable, Sequence
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 Outcome = tuple[str, Any]
@@ -22,6 +25,7 @@ STARTUP_TIMEOUT_S = 120.0  # the first start loads the parsing modules into the 
 #: ``cosnet_core.structure`` (graphs, torch) made the first start take ~8 s instead of ~1 s.
 _PRELOAD = ["cosnet_core.structure_io", "cosnet_core.uploaded_cif", "pymatgen.io.cif", "pymatgen.symmetry.analyzer"]
 _context: Any = None
+_main_lock = threading.Lock()
 
 
 def _mp_context():
@@ -31,6 +35,29 @@ def _mp_context():
         context.set_forkserver_preload(_PRELOAD)
         _context = context
     return _context
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start children without re-running the main script.
+
+    multiprocessing's fork server prepares each child by running the parent's ``__main__`` file again (as
+    ``__mp_main__``) when that module has a file but no importable name. Under Streamlit ``__main__`` is the page
+    being run: every child re-ran the whole page (``app.py`` and its login gate, which in accounts mode ended the
+    child before it answered). The file name is hidden from multiprocessing while a child starts; a ``python -m``
+    entry point (an importable name) is left alone.
+    """
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if main is None or spec_name is not None or "__file__" not in vars(main):
+        yield
+        return
+    with _main_lock:
+        path = vars(main).pop("__file__")
+        try:
+            yield
+        finally:
+            main.__file__ = path
 
 
 def _address_space_bytes() -> int:
@@ -61,6 +88,14 @@ def _worker(connection, function: Callable[..., Any], items: Sequence[tuple[int,
     connection.close()
 
 
+def _started(receiver) -> bool:  # noqa: ANN001 - a multiprocessing Connection
+    """Whether the child said it is ready (None); a child that died before saying so is not."""
+    try:
+        return receiver.recv() is None
+    except (EOFError, OSError):
+        return False
+
+
 def map_bounded(
     function: Callable[..., Any], items: Sequence[tuple], *, timeout_s: float, memory_mb: int
 ) -> list[Outcome]:
@@ -81,9 +116,10 @@ def map_bounded(
     while pending:
         receiver, sender = context.Pipe(duplex=False)
         child = context.Process(target=_worker, args=(sender, function, pending, memory_mb), daemon=True)
-        child.start()
+        with _main_script_hidden():
+            child.start()
         sender.close()
-        if not receiver.poll(STARTUP_TIMEOUT_S) or receiver.recv() is not None:
+        if not receiver.poll(STARTUP_TIMEOUT_S) or _started(receiver) is not True:
             child.kill()
             for index, _ in pending:
                 outcomes[index] = ("error", "the separate reading process did not start")

@@ -34,3 +34,29 @@ def test_cifs_are_summarised_in_the_child_with_reasons_for_bad_ones():
     assert ok == "ok" and summary["formula"] == "NaCl" and summary["nsites"] == 2
     assert summary["spacegroup_number"] == 221
     assert bad == "error" and isinstance(reason, str) and reason
+
+
+PAGE_LIKE_SCRIPT = """
+import sys
+with open(sys.argv[1], "a") as log:  # unguarded top-level code, as in a Streamlit page or app.py
+    log.write("ran\\n")
+if __name__ == "__main__":
+    sys.path.insert(0, sys.argv[2])
+    from cosnet_core.bounded import map_bounded
+    print(map_bounded(abs, [(-1,), (-2,), (-3,)], timeout_s=60, memory_mb=0))
+"""
+
+
+def test_children_do_not_run_the_main_script_again(tmp_path):
+    """Under Streamlit ``__main__`` is the page; each child used to run it again (and app.py's login gate ended it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script, log = tmp_path / "page.py", tmp_path / "ran.log"
+    script.write_text(PAGE_LIKE_SCRIPT)
+    repo = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, str(script), str(log), repo], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "[('ok', 1), ('ok', 2), ('ok', 3)]" in done.stdout
+    assert log.read_text() == "ran\n"  # once, by the parent only
